@@ -1,1 +1,5 @@
-fn main() {}
+//! The `filebridge` binary: everything lives in the library; see `cli::run`.
+
+fn main() -> std::process::ExitCode {
+    filebridge::cli::run()
+}

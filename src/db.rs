@@ -1,0 +1,119 @@
+//! The customer's PostgreSQL: the pool, the embedded migrations, and the schema check.
+//!
+//! TLS is configured in the URL, libpq style (`sslmode=verify-full&sslrootcert=/path/ca.pem`),
+//! and done by rustls with the system roots plus `sslrootcert`.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::ConnectOptions;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::config::DatabaseSettings;
+
+/// The migrations in `migrations/`, compiled into the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database.url is not a valid PostgreSQL URL: {0}")]
+    Url(String),
+    #[error("the database is unreachable: {0}")]
+    Unreachable(#[source] sqlx::Error),
+    #[error(
+        "the database schema (version {database}) is newer than this filebridge binary knows \
+         (up to {binary}); run the filebridge version that upgraded it, or restore a backup"
+    )]
+    SchemaNewer { database: i64, binary: i64 },
+    #[error("migration {0} failed earlier and left the schema dirty; restore the database from a backup taken before the upgrade")]
+    Dirty(i64),
+    #[error("applying migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Where the database's schema stands relative to this binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaStatus {
+    Current { version: i64 },
+    /// Migrations this binary carries are not applied yet.
+    Pending { applied: Option<i64>, latest: i64 },
+    /// The database has migrations this binary does not know (a newer filebridge ran).
+    Newer { database: i64, binary: i64 },
+}
+
+pub fn connect_options(settings: &DatabaseSettings) -> Result<PgConnectOptions, DbError> {
+    let options: PgConnectOptions = settings
+        .url
+        .expose_secret()
+        .parse()
+        // sqlx's message can quote the URL, and so the password: say only what to check.
+        .map_err(|_: sqlx::Error| {
+            DbError::Url("check the scheme, host, port, database and sslmode".to_string())
+        })?;
+    Ok(options
+        .application_name("filebridge")
+        // Statement logs would fill the journal; failures are logged where they are handled.
+        .disable_statement_logging())
+}
+
+/// A pool that connects on first use, so the daemon starts (and answers `/readyz` with 503)
+/// while the database is away, and reconnects by itself when it returns.
+pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .idle_timeout(Duration::from_secs(300))
+        .connect_lazy_with(connect_options(settings)?))
+}
+
+fn latest_known() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+pub async fn schema_status(pool: &PgPool) -> Result<SchemaStatus, DbError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(DbError::Unreachable)?;
+    let applied: Vec<(i64, bool)> = if exists {
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .map_err(DbError::Unreachable)?
+    } else {
+        Vec::new()
+    };
+    if let Some((version, _)) = applied.iter().find(|(_, success)| !success) {
+        return Err(DbError::Dirty(*version));
+    }
+    let binary = latest_known();
+    if let Some(&(database, _)) = applied.iter().rev().find(|(v, _)| !MIGRATOR.version_exists(*v)) {
+        return Ok(SchemaStatus::Newer { database, binary });
+    }
+    let applied_max = applied.last().map(|(v, _)| *v);
+    if MIGRATOR
+        .iter()
+        .all(|m| applied.iter().any(|(v, _)| *v == m.version))
+    {
+        Ok(SchemaStatus::Current {
+            version: applied_max.unwrap_or(0),
+        })
+    } else {
+        Ok(SchemaStatus::Pending {
+            applied: applied_max,
+            latest: binary,
+        })
+    }
+}
+
+/// Applies pending migrations. sqlx holds a Postgres advisory lock while it migrates, so two
+/// instances starting at once apply each migration exactly once. A schema newer than this
+/// binary is refused before anything is touched.
+pub async fn migrate(pool: &PgPool) -> Result<SchemaStatus, DbError> {
+    if let SchemaStatus::Newer { database, binary } = schema_status(pool).await? {
+        return Err(DbError::SchemaNewer { database, binary });
+    }
+    MIGRATOR.run(pool).await?;
+    schema_status(pool).await
+}

@@ -1,0 +1,38 @@
+//! HTTP routes, all under `server.base_path`.
+
+mod context;
+mod health;
+mod me;
+mod problem;
+
+use actix_web::{HttpRequest, web};
+
+pub use context::{ContextPolicy, RequestContext, request_context};
+pub use problem::{ApiError, REQUEST_ID};
+
+/// Registers every route under `base_path`.
+pub fn routes(cfg: &mut web::ServiceConfig, base_path: &str) {
+    cfg.service(
+        web::scope(base_path)
+            .route("/healthz", web::get().to(health::healthz))
+            .route("/readyz", web::get().to(health::readyz))
+            .service(
+                web::scope("/api/v1")
+                    .route("/me", web::get().to(me::me))
+                    .route("/session", web::delete().to(me::end_session)),
+            ),
+    );
+}
+
+/// Unknown routes, and malformed query strings or JSON bodies, answer with problem documents.
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(format!("invalid query string: {err}")).into()
+}
+
+pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(format!("invalid JSON body: {err}")).into()
+}

@@ -1,0 +1,120 @@
+//! The one mapping from errors to HTTP: RFC 9457 `application/problem+json` documents with a
+//! stable `code` and the request id. A 500 says nothing about what went wrong inside.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::auth::AuthError;
+use crate::db::DbError;
+
+tokio::task_local! {
+    /// The current request's id, set by the request-context middleware for the whole handler.
+    pub static REQUEST_ID: String;
+}
+
+/// Every error a handler can return.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("no such resource")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("not ready: {0}")]
+    NotReady(String),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+}
+
+impl ApiError {
+    /// (status, stable code, title). Codes are part of the public contract: never rename one.
+    fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+        use AuthError as A;
+        match self {
+            ApiError::Auth(e) => match e {
+                A::Missing => (StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required"),
+                A::MalformedAuthorization => (StatusCode::UNAUTHORIZED, "malformed_credentials", "Malformed credentials"),
+                A::CredentialTooLarge => (StatusCode::UNAUTHORIZED, "credentials_too_large", "Credentials too large"),
+                A::Rejected => (StatusCode::UNAUTHORIZED, "jira_rejected_credentials", "Jira rejected the credentials"),
+                A::SessionInvalid(_) => (StatusCode::UNAUTHORIZED, "session_invalid", "Session not valid"),
+                A::CrossSite => (StatusCode::FORBIDDEN, "cross_site_request", "Cross-site request refused"),
+                A::NotAdmin => (StatusCode::FORBIDDEN, "admin_required", "Administrator required"),
+                A::JiraUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "jira_unavailable", "Jira unavailable"),
+                A::JiraBadResponse(_) => (StatusCode::BAD_GATEWAY, "jira_bad_response", "Unexpected answer from Jira"),
+                A::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            },
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", "Bad request"),
+            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not ready"),
+            ApiError::Database(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "Database unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.classify().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code, title) = self.classify();
+        let request_id = REQUEST_ID.try_with(Clone::clone).ok();
+        let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "internal error");
+            format!(
+                "filebridge failed to handle this request; the administrator can find it in the log by request id {}",
+                request_id.as_deref().unwrap_or("(none)")
+            )
+        } else if let ApiError::Database(e) = self {
+            tracing::warn!(error = %e, "database unavailable");
+            "the database is unavailable; try again shortly".to_string()
+        } else {
+            self.to_string()
+        };
+        let problem = Problem {
+            kind: format!("urn:filebridge:problem:{code}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            code,
+            request_id,
+        };
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        match self {
+            ApiError::Auth(AuthError::JiraUnavailable { retry_after }) => {
+                let seconds = retry_after.map(|d| d.as_secs().max(1)).unwrap_or(5);
+                response.insert_header((RETRY_AFTER, seconds.to_string()));
+            }
+            ApiError::Database(_) | ApiError::NotReady(_) => {
+                response.insert_header((RETRY_AFTER, "5"));
+            }
+            _ if status == StatusCode::UNAUTHORIZED => {
+                response.insert_header((WWW_AUTHENTICATE, "Bearer realm=\"filebridge\""));
+            }
+            _ => {}
+        }
+        response.json(problem)
+    }
+}

@@ -1,0 +1,227 @@
+//! The calls filebridge makes to Jira, as the user (identity, permissions) or as the service
+//! user (doctor, later webhooks and reconciliation). All of them go through the egress client.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, COOKIE, HeaderValue, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use crate::egress::{EgressClient, EgressError};
+
+/// Largest Jira answer read; `mypermissions` is the biggest at a few dozen KiB.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JiraError {
+    #[error("Jira refused the credentials")]
+    Unauthorized,
+    #[error("Jira did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Jira is unreachable: {0}")]
+    Unreachable(String),
+    #[error("Jira is unavailable (HTTP {status})")]
+    Unavailable {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    #[error("Jira answered unexpectedly: {0}")]
+    BadResponse(String),
+    #[error(transparent)]
+    Egress(#[from] EgressError),
+}
+
+/// How a request authenticates to Jira. The values are secrets: never logged.
+pub enum Credential {
+    /// A personal access token (`Authorization: Bearer`).
+    Bearer(SecretString),
+    /// A `Cookie` header carrying only the forwarded Jira cookies.
+    Cookies(SecretString),
+}
+
+/// `GET /rest/api/2/myself?expand=groups`, the fields filebridge uses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Myself {
+    pub key: String,
+    pub name: String,
+    pub display_name: String,
+    #[serde(default)]
+    pub groups: Groups,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Groups {
+    #[serde(default)]
+    pub items: Vec<Group>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Group {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfo {
+    pub version: String,
+    #[serde(default)]
+    pub deployment_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Permissions {
+    permissions: std::collections::HashMap<String, Permission>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Permission {
+    have_permission: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct JiraClient {
+    base: Url,
+    egress: EgressClient,
+    timeout: Duration,
+}
+
+impl JiraClient {
+    pub fn new(base: Url, egress: EgressClient, timeout: Duration) -> Self {
+        Self {
+            base,
+            egress,
+            timeout,
+        }
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    pub async fn myself(&self, credential: &Credential) -> Result<Myself, JiraError> {
+        self.get_json("myself?expand=groups", Some(credential)).await
+    }
+
+    /// The global permissions the user holds (`mypermissions` without a context).
+    pub async fn global_permissions(
+        &self,
+        credential: &Credential,
+    ) -> Result<HashSet<String>, JiraError> {
+        let answer: Permissions = self.get_json("mypermissions", Some(credential)).await?;
+        Ok(answer
+            .permissions
+            .into_iter()
+            .filter(|(_, p)| p.have_permission)
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Anonymous; tells whether Jira is reachable and which version it runs.
+    pub async fn server_info(&self) -> Result<ServerInfo, JiraError> {
+        self.get_json("serverInfo", None).await
+    }
+
+    fn url(&self, path_and_query: &str) -> Result<Url, JiraError> {
+        let base = self.base.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}/rest/api/2/{path_and_query}"))
+            .map_err(|e| JiraError::BadResponse(format!("cannot build URL: {e}")))
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+        credential: Option<&Credential>,
+    ) -> Result<T, JiraError> {
+        let mut request = self
+            .egress
+            .request(reqwest::Method::GET, self.url(path_and_query)?)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(self.timeout);
+        match credential {
+            Some(Credential::Bearer(token)) => {
+                request = request.header(
+                    AUTHORIZATION,
+                    sensitive(&format!("Bearer {}", token.expose_secret()))?,
+                );
+            }
+            Some(Credential::Cookies(cookies)) => {
+                request = request.header(COOKIE, sensitive(cookies.expose_secret())?);
+            }
+            None => {}
+        }
+        let response = match self.egress.execute(request).await? {
+            Ok(response) => response,
+            Err(e) if e.is_timeout() => return Err(JiraError::Timeout(self.timeout)),
+            Err(e) => return Err(JiraError::Unreachable(describe(&e))),
+        };
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(JiraError::Unauthorized);
+        }
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(JiraError::Unavailable {
+                status: status.as_u16(),
+                retry_after,
+            });
+        }
+        if !status.is_success() {
+            return Err(JiraError::BadResponse(format!("HTTP {status}")));
+        }
+        let body = read_limited(response, self.timeout).await?;
+        serde_json::from_slice(&body).map_err(|e| JiraError::BadResponse(format!("{e}")))
+    }
+}
+
+fn sensitive(value: &str) -> Result<HeaderValue, JiraError> {
+    let mut header = HeaderValue::from_str(value)
+        .map_err(|_| JiraError::BadResponse("credential is not a valid header value".into()))?;
+    // Keeps the value out of any Debug output of the request, e.g. in trace logs.
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+/// The cause of a transport error without the URL (which is fine) or anything else verbose.
+fn describe(error: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut text = String::from(if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    });
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+async fn read_limited(
+    mut response: reqwest::Response,
+    timeout: Duration,
+) -> Result<Vec<u8>, JiraError> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(JiraError::BadResponse("answer too large".into()));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) if e.is_timeout() => return Err(JiraError::Timeout(timeout)),
+            Err(e) => return Err(JiraError::Unreachable(describe(&e))),
+        }
+    }
+}

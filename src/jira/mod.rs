@@ -1,0 +1,6 @@
+//! Jira Data Center REST client. Only ids, keys and names are read from Jira; no issue
+//! content is kept.
+
+mod client;
+
+pub use client::{Credential, JiraClient, JiraError, Myself, ServerInfo};
