@@ -1,0 +1,296 @@
+//! The fake Jira's data: users, credentials, projects, issues and who may do what.
+//!
+//! Everything lives behind one `std::sync::Mutex` in [`crate::FakeJira`]; nothing here awaits,
+//! so the lock is never held across a suspension point.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::permissions::{self, Permission, Scope};
+
+/// The first generated user key is `JIRAUSER10100`, as on a fresh Jira DC.
+const FIRST_USER_ID: u64 = 10100;
+/// Jira numbers projects from 10000 and issues from 10000 too; issues start at 10100 here so a
+/// test can't confuse a project id with an issue id by accident.
+const FIRST_PROJECT_ID: u64 = 10000;
+const FIRST_ISSUE_ID: u64 = 10100;
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub key: String,
+    pub name: String,
+    pub display_name: String,
+    pub email: String,
+    pub active: bool,
+    pub groups: BTreeSet<String>,
+    /// Modern keys of the global permissions granted directly.
+    pub global: BTreeSet<&'static str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub id: u64,
+    pub key: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Issue {
+    pub id: u64,
+    pub key: String,
+    pub project_id: u64,
+    pub summary: String,
+    /// An issue security level: when set, only these user names may see the issue.
+    pub restricted_to: Option<BTreeSet<String>>,
+}
+
+/// What a request may be asking for permissions about (`mypermissions`' query).
+#[derive(Debug, Clone, Copy)]
+pub enum Context {
+    Global,
+    Project(u64),
+    Issue(u64),
+}
+
+#[derive(Debug)]
+pub struct World {
+    pub users: BTreeMap<String, User>,
+    /// Personal access tokens, `JSESSIONID` values and `seraph.rememberme.cookie` values,
+    /// each mapped to a user name. Kept apart because a token is never valid as a cookie.
+    pub tokens: HashMap<String, String>,
+    pub sessions: HashMap<String, String>,
+    pub remember_me: HashMap<String, String>,
+    pub projects: BTreeMap<u64, Project>,
+    pub issues: BTreeMap<u64, Issue>,
+    /// Current and former issue keys (upper case) → issue id: Jira still finds a moved issue
+    /// by its old key and answers with the new one.
+    pub issue_keys: HashMap<String, u64>,
+    /// (user name, project id, modern permission key).
+    pub project_grants: BTreeSet<(String, u64, &'static str)>,
+    pub calls: HashMap<String, usize>,
+    pub last_headers: HashMap<String, Vec<(String, String)>>,
+    pub unavailable: bool,
+    next_user: u64,
+    next_project: u64,
+    next_issue: u64,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World {
+            users: BTreeMap::new(),
+            tokens: HashMap::new(),
+            sessions: HashMap::new(),
+            remember_me: HashMap::new(),
+            projects: BTreeMap::new(),
+            issues: BTreeMap::new(),
+            issue_keys: HashMap::new(),
+            project_grants: BTreeSet::new(),
+            calls: HashMap::new(),
+            last_headers: HashMap::new(),
+            unavailable: false,
+            next_user: FIRST_USER_ID,
+            next_project: FIRST_PROJECT_ID,
+            next_issue: FIRST_ISSUE_ID,
+        }
+    }
+}
+
+// The setters panic on misuse (unknown user, duplicate key...): they are only called by test
+// set-up code, where a loud failure at the mistake beats a confusing 401 later.
+impl World {
+    pub fn add_user(&mut self, name: &str, display_name: &str) -> String {
+        assert!(
+            !self.users.contains_key(name),
+            "fake Jira: user {name:?} already exists"
+        );
+        let key = format!("JIRAUSER{}", self.next_user);
+        self.next_user += 1;
+        let user = User {
+            key: key.clone(),
+            name: name.to_owned(),
+            display_name: display_name.to_owned(),
+            email: format!("{name}@example.com"),
+            active: true,
+            // Every Jira user is in the default users group.
+            groups: BTreeSet::from(["jira-software-users".to_owned()]),
+            global: BTreeSet::new(),
+        };
+        self.users.insert(name.to_owned(), user);
+        key
+    }
+
+    pub fn user_mut(&mut self, name: &str) -> &mut User {
+        self.users
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("fake Jira: no user {name:?}; call add_user first"))
+    }
+
+    pub fn add_project(&mut self, key: &str, name: &str) -> u64 {
+        assert!(
+            self.project_by_key(key).is_none(),
+            "fake Jira: project {key:?} already exists"
+        );
+        let id = self.next_project;
+        self.next_project += 1;
+        let project = Project {
+            id,
+            key: key.to_owned(),
+            name: name.to_owned(),
+        };
+        self.projects.insert(id, project);
+        id
+    }
+
+    pub fn project_by_key(&self, key: &str) -> Option<&Project> {
+        self.projects
+            .values()
+            .find(|p| p.key.eq_ignore_ascii_case(key))
+    }
+
+    pub fn expect_project(&self, key: &str) -> u64 {
+        self.project_by_key(key)
+            .unwrap_or_else(|| panic!("fake Jira: no project {key:?}; call add_project first"))
+            .id
+    }
+
+    /// A project by numeric id or by key, as `/project/{projectIdOrKey}` takes it.
+    pub fn find_project(&self, id_or_key: &str) -> Option<&Project> {
+        match id_or_key.parse::<u64>() {
+            Ok(id) => self.projects.get(&id),
+            Err(_) => self.project_by_key(id_or_key),
+        }
+    }
+
+    pub fn add_issue(&mut self, project_key: &str, issue_key: &str) -> u64 {
+        let project_id = self.expect_project(project_key);
+        let upper = issue_key.to_ascii_uppercase();
+        assert!(
+            !self.issue_keys.contains_key(&upper),
+            "fake Jira: issue {issue_key:?} already exists"
+        );
+        let id = self.next_issue;
+        self.next_issue += 1;
+        let issue = Issue {
+            id,
+            key: issue_key.to_owned(),
+            project_id,
+            summary: format!("Summary of {issue_key}"),
+            restricted_to: None,
+        };
+        self.issues.insert(id, issue);
+        self.issue_keys.insert(upper, id);
+        id
+    }
+
+    pub fn expect_issue(&mut self, issue_key: &str) -> &mut Issue {
+        let id = self
+            .issue_keys
+            .get(&issue_key.to_ascii_uppercase())
+            .copied()
+            .unwrap_or_else(|| panic!("fake Jira: no issue {issue_key:?}; call add_issue first"));
+        self.issues
+            .get_mut(&id)
+            .expect("issue_keys points at a stored issue")
+    }
+
+    /// Moves an issue (Jira's "Move" or a project key change): it gets a new key, may change
+    /// project, and keeps its id; the old key still resolves.
+    pub fn move_issue(&mut self, issue_key: &str, new_project_key: &str, new_issue_key: &str) {
+        let project_id = self.expect_project(new_project_key);
+        let upper = new_issue_key.to_ascii_uppercase();
+        assert!(
+            !self.issue_keys.contains_key(&upper),
+            "fake Jira: issue {new_issue_key:?} already exists"
+        );
+        let issue = self.expect_issue(issue_key);
+        issue.project_id = project_id;
+        issue.key = new_issue_key.to_owned();
+        let id = issue.id;
+        self.issue_keys.insert(upper, id);
+    }
+
+    /// An issue by numeric id or by (current or former) key, as `/issue/{issueIdOrKey}` takes it.
+    pub fn find_issue(&self, id_or_key: &str) -> Option<&Issue> {
+        let id = match id_or_key.parse::<u64>() {
+            Ok(id) => id,
+            Err(_) => *self.issue_keys.get(&id_or_key.to_ascii_uppercase())?,
+        };
+        self.issues.get(&id)
+    }
+
+    pub fn grant_project(&mut self, user_name: &str, project_key: &str, permission: &str) {
+        self.user_mut(user_name);
+        let project_id = self.expect_project(project_key);
+        let permission = known_permission(permission, Scope::Project);
+        self.project_grants
+            .insert((user_name.to_owned(), project_id, permission.key));
+    }
+
+    pub fn grant_global(&mut self, user_name: &str, permission: &str) {
+        let permission = known_permission(permission, Scope::Global);
+        self.user_mut(user_name).global.insert(permission.key);
+    }
+
+    /// Forgets a token or cookie value wherever it is registered.
+    pub fn revoke(&mut self, credential: &str) {
+        self.tokens.remove(credential);
+        self.sessions.remove(credential);
+        self.remember_me.remove(credential);
+    }
+
+    /// Whether `user` holds `permission` (a modern key) in `context`.
+    pub fn has_permission(&self, user: &User, permission: &Permission, context: Context) -> bool {
+        match permission.scope {
+            // Jira system administrators are administrators as well.
+            Scope::Global => {
+                user.global.contains(permission.key)
+                    || (permission.key == "ADMINISTER" && user.global.contains("SYSTEM_ADMIN"))
+            }
+            Scope::Project => match context {
+                // Without a context Jira reports a project permission as held when the user
+                // holds it in at least one project.
+                Context::Global => self
+                    .project_grants
+                    .iter()
+                    .any(|(name, _, key)| *name == user.name && *key == permission.key),
+                Context::Project(project_id) => {
+                    self.has_project_permission(user, project_id, permission.key)
+                }
+                Context::Issue(issue_id) => self.issues.get(&issue_id).is_some_and(|issue| {
+                    self.has_project_permission(user, issue.project_id, permission.key)
+                }),
+            },
+        }
+    }
+
+    fn has_project_permission(&self, user: &User, project_id: u64, key: &'static str) -> bool {
+        self.project_grants
+            .contains(&(user.name.clone(), project_id, key))
+    }
+
+    pub fn can_see_project(&self, user: &User, project: &Project) -> bool {
+        self.has_project_permission(user, project.id, "BROWSE_PROJECTS")
+    }
+
+    /// Browse permission on the issue's project and, if the issue has a security level,
+    /// membership of it. Jira hides an issue failing either with a 404.
+    pub fn can_see_issue(&self, user: &User, issue: &Issue) -> bool {
+        self.has_project_permission(user, issue.project_id, "BROWSE_PROJECTS")
+            && issue
+                .restricted_to
+                .as_ref()
+                .is_none_or(|allowed| allowed.contains(&user.name))
+    }
+}
+
+fn known_permission(key: &str, scope: Scope) -> &'static Permission {
+    let permission = permissions::lookup(key)
+        .unwrap_or_else(|| panic!("fake Jira: Jira knows no permission {key:?}"));
+    assert_eq!(
+        permission.scope,
+        scope,
+        "fake Jira: {key:?} is a {} permission",
+        permission.scope.as_str()
+    );
+    permission
+}
