@@ -3,24 +3,16 @@
 //! One table is the single source of truth: the loader refuses keys that are not here, sets
 //! the defaults from it, and a test checks `config/filebridge.example.toml` documents each one.
 
-/// How a key's value is shaped, so the environment source knows which values are lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    Scalar,
-    /// A list; from the environment it is written comma-separated.
-    List,
-}
-
-/// One known key: `section.name`, its default (None = unset) and shape.
+/// One known key: `section.name` and its default (None = unset).
 #[derive(Debug, Clone, Copy)]
 pub struct Key {
     pub name: &'static str,
     pub default: Option<Default>,
-    pub shape: Shape,
     /// Secret-bearing keys also accept `<name>_file`.
     pub secret: bool,
 }
 
+/// A default value; lists are written comma-separated in the environment.
 #[derive(Debug, Clone, Copy)]
 pub enum Default {
     Str(&'static str),
@@ -34,7 +26,6 @@ const fn scalar(name: &'static str, default: Option<&'static str>) -> Key {
             Some(d) => Some(Default::Str(d)),
             None => None,
         },
-        shape: Shape::Scalar,
         secret: false,
     }
 }
@@ -43,7 +34,6 @@ const fn list(name: &'static str, default: &'static [&'static str]) -> Key {
     Key {
         name,
         default: Some(Default::List(default)),
-        shape: Shape::List,
         secret: false,
     }
 }

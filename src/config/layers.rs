@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::keys::{self, Shape};
+use super::keys;
 use super::ConfigError;
 
 /// Environment variables that configure filebridge start with this (then `SECTION__KEY`).
@@ -119,16 +119,15 @@ impl Layered {
             origins.insert(name.clone(), Origin::Env(var.clone()));
             env_values.insert(var.clone(), value.clone());
         }
-        let mut environment = config::Environment::with_prefix("FILEBRIDGE")
-            .prefix_separator("__")
-            .separator("__")
-            .list_separator(",")
-            .try_parsing(false)
-            .source(Some(env_values));
-        for key in keys::KEYS.iter().filter(|k| k.shape == Shape::List) {
-            environment = environment.with_list_parse_key(key.name);
-        }
-        builder = builder.add_source(environment);
+        // Values stay strings (the crate's `try_parsing` would turn a token like `1e5` into a
+        // number); list keys are split on commas in `list`.
+        builder = builder.add_source(
+            config::Environment::with_prefix("FILEBRIDGE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(false)
+                .source(Some(env_values)),
+        );
 
         for (key, value, flag) in &sources.flags {
             builder = builder.set_override(key.as_str(), value.as_str())?;
@@ -203,26 +202,27 @@ impl Layered {
             .map_err(|e| self.invalid(key, format!("`{text}` is not a duration like 30s or 8h: {e}")))
     }
 
-    /// A list; from the environment it was comma-separated. Empty items are dropped.
+    /// A list: an array in TOML, comma-separated in the environment. Empty items are dropped.
     pub fn list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
         if !self.origins.contains_key(key) {
             return Ok(Vec::new());
         }
-        let values = self
-            .merged
-            .get_array(key)
-            .map_err(|e| self.invalid(key, type_error(e)))?;
-        let mut out = Vec::with_capacity(values.len());
-        for value in values {
-            let text = value
-                .into_string()
-                .map_err(|e| self.invalid(key, type_error(e)))?;
-            let text = text.trim();
-            if !text.is_empty() {
-                out.push(text.to_string());
-            }
-        }
-        Ok(out)
+        let items: Vec<String> = match self.merged.get_array(key) {
+            Ok(values) => values
+                .into_iter()
+                .map(|v| v.into_string().map_err(|e| self.invalid(key, type_error(e))))
+                .collect::<Result<_, _>>()?,
+            Err(_) => match self.merged.get_string(key) {
+                Ok(text) => text.split(',').map(str::to_string).collect(),
+                Err(e) => return Err(self.invalid(key, type_error(e))),
+            },
+        };
+        Ok(items
+            .iter()
+            .map(|item| item.trim())
+            .filter(|item| !item.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// A path-valued key, resolved like a secret file (see [`Self::resolve_path`]).

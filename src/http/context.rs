@@ -6,17 +6,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::ResponseError;
-use actix_web::body::{BoxBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 use ipnet::IpNet;
 use tracing::Instrument;
 
-use super::problem::{ApiError, REQUEST_ID};
+use super::problem::REQUEST_ID;
 use crate::auth::PendingSession;
 
 /// Who asked: available to handlers (and, later, the audit trail) through request extensions.
@@ -80,7 +78,7 @@ fn acceptable_request_id(value: &str) -> bool {
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
+) -> Result<ServiceResponse<impl MessageBody + 'static>, Error> {
     let started = Instant::now();
     let policy = req
         .app_data::<actix_web::web::Data<ContextPolicy>>()
@@ -118,22 +116,8 @@ pub async fn request_context(
     let route = req.match_pattern().unwrap_or_else(|| "(unmatched)".to_string());
     span.record("route", route.as_str());
 
-    let handled = async move {
-        let res = next.call(req).await?.map_into_boxed_body();
-        // actix answers a wrong method on a known path with an empty 405; say it properly.
-        if res.status() == StatusCode::METHOD_NOT_ALLOWED
-            && !res.headers().contains_key(header::CONTENT_TYPE)
-        {
-            let (req, _) = res.into_parts();
-            return Ok(ServiceResponse::new(
-                req,
-                ApiError::MethodNotAllowed.error_response(),
-            ));
-        }
-        Ok::<_, Error>(res)
-    };
     let mut res = REQUEST_ID
-        .scope(request_id.clone(), handled.instrument(span.clone()))
+        .scope(request_id.clone(), next.call(req).instrument(span.clone()))
         .await?;
 
     let pending = res.request().extensions_mut().remove::<PendingSession>();

@@ -7,6 +7,7 @@ mod problem;
 
 use actix_web::{HttpRequest, web};
 
+
 pub use context::{ContextPolicy, RequestContext, request_context};
 pub use problem::{ApiError, REQUEST_ID};
 
@@ -14,14 +15,24 @@ pub use problem::{ApiError, REQUEST_ID};
 pub fn routes(cfg: &mut web::ServiceConfig, base_path: &str) {
     cfg.service(
         web::scope(base_path)
-            .route("/healthz", web::get().to(health::healthz))
-            .route("/readyz", web::get().to(health::readyz))
+            .service(resource("/healthz").get(health::healthz))
+            .service(resource("/readyz").get(health::readyz))
             .service(
                 web::scope("/api/v1")
-                    .route("/me", web::get().to(me::me))
-                    .route("/session", web::delete().to(me::end_session)),
+                    .service(resource("/me").get(me::me))
+                    .service(resource("/session").delete(me::end_session)),
             ),
     );
+}
+
+/// A resource whose unsupported methods get 405 (actix would otherwise hand them to the
+/// app's default service, a 404).
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
 }
 
 /// Unknown routes, and malformed query strings or JSON bodies, answer with problem documents.
