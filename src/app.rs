@@ -172,7 +172,12 @@ impl Application {
 fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, AppError> {
     let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| AppError::Tls(format!("server.tls_cert_file {}: {e}", files.cert.display())))?;
+        .map_err(|e| {
+            AppError::Tls(format!(
+                "server.tls_cert_file {}: {e}",
+                files.cert.display()
+            ))
+        })?;
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| AppError::Tls(format!("server.tls_key_file {}: {e}", files.key.display())))?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(

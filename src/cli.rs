@@ -14,7 +14,11 @@ use crate::{db, doctor, telemetry};
 const DEFAULT_CONFIG: &str = "/etc/filebridge/filebridge.toml";
 
 #[derive(Debug, Parser)]
-#[command(name = "filebridge", version, about = "Jira Data Center issue files in your own storage")]
+#[command(
+    name = "filebridge",
+    version,
+    about = "Jira Data Center issue files in your own storage"
+)]
 pub struct Cli {
     /// Configuration file; optional when the environment supplies everything.
     #[arg(long, global = true, value_name = "PATH")]
@@ -61,7 +65,10 @@ pub fn run() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
@@ -74,7 +81,11 @@ async fn dispatch(cli: Cli) -> ExitCode {
         _ => Vec::new(),
     };
     let sources = Sources {
-        file: Some(cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))),
+        file: Some(
+            cli.config
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+        ),
         file_required: cli.config.is_some(),
         env: std::env::vars().collect::<HashMap<_, _>>(),
         flags,

@@ -26,7 +26,9 @@ pub enum DbError {
          (up to {binary}); run the filebridge version that upgraded it, or restore a backup"
     )]
     SchemaNewer { database: i64, binary: i64 },
-    #[error("migration {0} failed earlier and left the schema dirty; restore the database from a backup taken before the upgrade")]
+    #[error(
+        "migration {0} failed earlier and left the schema dirty; restore the database from a backup taken before the upgrade"
+    )]
     Dirty(i64),
     #[error("applying migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -35,11 +37,19 @@ pub enum DbError {
 /// Where the database's schema stands relative to this binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaStatus {
-    Current { version: i64 },
+    Current {
+        version: i64,
+    },
     /// Migrations this binary carries are not applied yet.
-    Pending { applied: Option<i64>, latest: i64 },
+    Pending {
+        applied: Option<i64>,
+        latest: i64,
+    },
     /// The database has migrations this binary does not know (a newer filebridge ran).
-    Newer { database: i64, binary: i64 },
+    Newer {
+        database: i64,
+        binary: i64,
+    },
 }
 
 pub fn connect_options(settings: &DatabaseSettings) -> Result<PgConnectOptions, DbError> {
@@ -88,7 +98,11 @@ pub async fn schema_status(pool: &PgPool) -> Result<SchemaStatus, DbError> {
         return Err(DbError::Dirty(*version));
     }
     let binary = latest_known();
-    if let Some(&(database, _)) = applied.iter().rev().find(|(v, _)| !MIGRATOR.version_exists(*v)) {
+    if let Some(&(database, _)) = applied
+        .iter()
+        .rev()
+        .find(|(v, _)| !MIGRATOR.version_exists(*v))
+    {
         return Ok(SchemaStatus::Newer { database, binary });
     }
     let applied_max = applied.last().map(|(v, _)| *v);

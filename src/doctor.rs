@@ -116,7 +116,11 @@ async fn check_jira(settings: &Settings, report: &mut Report) {
         Ok(info) => report.add(
             "jira",
             Outcome::Ok,
-            format!("{base} answers: Jira {} ({})", info.version, info.deployment_type.unwrap_or_default()),
+            format!(
+                "{base} answers: Jira {} ({})",
+                info.version,
+                info.deployment_type.unwrap_or_default()
+            ),
         ),
         Err(e) => report.add("jira", Outcome::Fail, format!("{base}: {e}")),
     }
@@ -130,15 +134,19 @@ async fn check_jira(settings: &Settings, report: &mut Report) {
     let credential = Credential::Bearer(token);
     match jira.myself(&credential).await {
         Ok(user) => {
-            report.add("service token", Outcome::Ok, format!("valid for Jira user `{}`", user.name));
-            if let Ok(perms) = jira.global_permissions(&credential).await {
-                if perms.contains("SYSTEM_ADMIN") {
-                    report.add(
-                        "least privilege",
-                        Outcome::Warn,
-                        format!("service user `{}` is a Jira system administrator; it needs only the permissions in docs/permissions.md", user.name),
-                    );
-                }
+            report.add(
+                "service token",
+                Outcome::Ok,
+                format!("valid for Jira user `{}`", user.name),
+            );
+            if let Ok(perms) = jira.global_permissions(&credential).await
+                && perms.contains("SYSTEM_ADMIN")
+            {
+                report.add(
+                    "least privilege",
+                    Outcome::Warn,
+                    format!("service user `{}` is a Jira system administrator; it needs only the permissions in docs/permissions.md", user.name),
+                );
             }
         }
         Err(JiraError::Unauthorized) => report.add(

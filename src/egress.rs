@@ -16,7 +16,9 @@ use crate::config::EgressSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EgressError {
-    #[error("outbound connection to {host} refused: it is not Jira, a storage connection or in egress.allow")]
+    #[error(
+        "outbound connection to {host} refused: it is not Jira, a storage connection or in egress.allow"
+    )]
     Refused { host: String },
     #[error("egress.ca_file {path}: {reason}")]
     CaFile { path: String, reason: String },
@@ -69,7 +71,10 @@ impl Rule {
 
     fn for_url(url: &Url) -> Option<Self> {
         Some(Self {
-            host: url.host_str()?.trim_matches(|c| c == '[' || c == ']').to_ascii_lowercase(),
+            host: url
+                .host_str()?
+                .trim_matches(|c| c == '[' || c == ']')
+                .to_ascii_lowercase(),
             wildcard: false,
             port: url.port_or_known_default(),
         })
@@ -173,10 +178,10 @@ impl EgressClient {
 
     /// Allows the host of a storage endpoint an admin configured.
     pub fn allow_endpoint(&self, url: &Url) {
-        if let (Some(rule), Ok(mut rules)) = (Rule::for_url(url), self.policy.rules.write()) {
-            if !rules.contains(&rule) {
-                rules.push(rule);
-            }
+        if let (Some(rule), Ok(mut rules)) = (Rule::for_url(url), self.policy.rules.write())
+            && !rules.contains(&rule)
+        {
+            rules.push(rule);
         }
     }
 

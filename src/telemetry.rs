@@ -17,7 +17,8 @@ pub enum TelemetryError {
 
 /// Noisy dependencies whose lower levels could echo connection details; an explicit
 /// `RUST_LOG` still overrides this.
-const QUIET: &str = "h2=warn,hyper=warn,hyper_util=warn,rustls=warn,reqwest=warn,sqlx=warn,actix_server=warn";
+const QUIET: &str =
+    "h2=warn,hyper=warn,hyper_util=warn,rustls=warn,reqwest=warn,sqlx=warn,actix_server=warn";
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `log.level`.
 pub fn init(settings: &LogSettings, rust_log: Option<&str>) -> Result<(), TelemetryError> {

@@ -30,7 +30,9 @@ impl Presented {
             if value.len() > MAX_CREDENTIAL_BYTES {
                 return Err(AuthError::CredentialTooLarge);
             }
-            let text = value.to_str().map_err(|_| AuthError::MalformedAuthorization)?;
+            let text = value
+                .to_str()
+                .map_err(|_| AuthError::MalformedAuthorization)?;
             let (scheme, token) = text
                 .trim()
                 .split_once(' ')

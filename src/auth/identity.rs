@@ -89,7 +89,9 @@ impl IdentityService {
             tracing::info!(reason, "filebridge session cookie refused");
         }
         if let Some(cookies) = presented.jira_cookies {
-            return self.via_jira(b"cookies", Credential::Cookies(cookies)).await;
+            return self
+                .via_jira(b"cookies", Credential::Cookies(cookies))
+                .await;
         }
         Err(match session_problem {
             Some(reason) => AuthError::SessionInvalid(reason),
@@ -158,7 +160,9 @@ impl From<JiraError> for AuthError {
             JiraError::Timeout(_) | JiraError::Unreachable(_) | JiraError::Egress(_) => {
                 AuthError::JiraUnavailable { retry_after: None }
             }
-            JiraError::Unavailable { retry_after, .. } => AuthError::JiraUnavailable { retry_after },
+            JiraError::Unavailable { retry_after, .. } => {
+                AuthError::JiraUnavailable { retry_after }
+            }
             JiraError::BadResponse(detail) => AuthError::JiraBadResponse(detail),
         }
     }

@@ -31,7 +31,9 @@ pub struct User {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
-    #[error("no credentials: send a Jira personal access token as Authorization: Bearer, or Jira session cookies")]
+    #[error(
+        "no credentials: send a Jira personal access token as Authorization: Bearer, or Jira session cookies"
+    )]
     Missing,
     #[error("the Authorization header must be `Bearer <Jira personal access token>`")]
     MalformedAuthorization,
@@ -41,7 +43,9 @@ pub enum AuthError {
     Rejected,
     #[error("the filebridge session is not valid ({0}); sign in to Jira again")]
     SessionInvalid(&'static str),
-    #[error("a request authenticated by cookies must come from this site: send a same-origin Origin or an X-Requested-With header")]
+    #[error(
+        "a request authenticated by cookies must come from this site: send a same-origin Origin or an X-Requested-With header"
+    )]
     CrossSite,
     #[error("this needs a Jira administrator or a member of a filebridge admin group")]
     NotAdmin,

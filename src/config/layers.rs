@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::keys;
 use super::ConfigError;
+use super::keys;
 
 /// Environment variables that configure filebridge start with this (then `SECTION__KEY`).
 pub const ENV_PREFIX: &str = "FILEBRIDGE__";
@@ -88,10 +88,8 @@ impl Layered {
                     for key in toml_keys(path, &text)? {
                         origins.insert(key, Origin::File(path.clone()));
                     }
-                    builder = builder.add_source(config::File::from_str(
-                        &text,
-                        config::FileFormat::Toml,
-                    ));
+                    builder =
+                        builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
                     file_dir = path.parent().map(Path::to_path_buf);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && !sources.file_required => {}
@@ -109,7 +107,11 @@ impl Layered {
             let Some(rest) = strip_prefix_ignore_case(var, ENV_PREFIX) else {
                 continue;
             };
-            let name = rest.split("__").collect::<Vec<_>>().join(".").to_lowercase();
+            let name = rest
+                .split("__")
+                .collect::<Vec<_>>()
+                .join(".")
+                .to_lowercase();
             if keys::lookup(&name).is_none() {
                 return Err(ConfigError::UnknownKey {
                     key: name,
@@ -198,8 +200,12 @@ impl Layered {
 
     pub fn duration(&self, key: &str) -> Result<Duration, ConfigError> {
         let text = self.required_string(key)?;
-        humantime::parse_duration(text.trim())
-            .map_err(|e| self.invalid(key, format!("`{text}` is not a duration like 30s or 8h: {e}")))
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            self.invalid(
+                key,
+                format!("`{text}` is not a duration like 30s or 8h: {e}"),
+            )
+        })
     }
 
     /// A list: an array in TOML, comma-separated in the environment. Empty items are dropped.
@@ -210,7 +216,10 @@ impl Layered {
         let items: Vec<String> = match self.merged.get_array(key) {
             Ok(values) => values
                 .into_iter()
-                .map(|v| v.into_string().map_err(|e| self.invalid(key, type_error(e))))
+                .map(|v| {
+                    v.into_string()
+                        .map_err(|e| self.invalid(key, type_error(e)))
+                })
                 .collect::<Result<_, _>>()?,
             Err(_) => match self.merged.get_string(key) {
                 Ok(text) => text.split(',').map(str::to_string).collect(),
@@ -227,7 +236,9 @@ impl Layered {
 
     /// A path-valued key, resolved like a secret file (see [`Self::resolve_path`]).
     pub fn path(&self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
-        Ok(self.string(key)?.map(|p| self.resolve_path(Path::new(p.trim()))))
+        Ok(self
+            .string(key)?
+            .map(|p| self.resolve_path(Path::new(p.trim()))))
     }
 
     /// A secret key: the value itself, or the trimmed contents of `<key>_file`. When both are
@@ -255,10 +266,7 @@ impl Layered {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok(Some(SecretString::from(text.trim().to_string()))),
-            Err(e) => Err(self.invalid(
-                &file_key,
-                format!("cannot read {}: {e}", path.display()),
-            )),
+            Err(e) => Err(self.invalid(&file_key, format!("cannot read {}: {e}", path.display()))),
         }
     }
 

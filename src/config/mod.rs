@@ -15,8 +15,8 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use url::Url;
 
 pub use keys::all_names as known_keys;
-pub use layers::{ENV_PREFIX, Origin, Sources};
 use layers::Layered;
+pub use layers::{ENV_PREFIX, Origin, Sources};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -161,10 +161,13 @@ impl Settings {
     }
 
     pub fn master_key(&self) -> Result<&MasterKey, ConfigError> {
-        self.security.master_key.as_ref().ok_or(ConfigError::Missing {
-            key: "security.master_key_file",
-            hint: "a file holding 32 random bytes in base64: head -c32 /dev/urandom | base64",
-        })
+        self.security
+            .master_key
+            .as_ref()
+            .ok_or(ConfigError::Missing {
+                key: "security.master_key_file",
+                hint: "a file holding 32 random bytes in base64: head -c32 /dev/urandom | base64",
+            })
     }
 }
 
@@ -181,9 +184,7 @@ fn server(layers: &Layered) -> Result<ServerSettings, ConfigError> {
         let net = item
             .parse::<IpNet>()
             .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
-            .map_err(|e| {
-                layers.invalid("server.trusted_proxies", format!("`{item}`: {e}"))
-            })?;
+            .map_err(|e| layers.invalid("server.trusted_proxies", format!("`{item}`: {e}")))?;
         trusted_proxies.push(net);
     }
     let tls = match (
@@ -301,7 +302,11 @@ fn security(layers: &Layered) -> Result<SecuritySettings, ConfigError> {
 }
 
 fn master_key(layers: &Layered, text: &SecretString) -> Result<MasterKey, ConfigError> {
-    let key = if layers.string("security.master_key").ok().flatten().is_some()
+    let key = if layers
+        .string("security.master_key")
+        .ok()
+        .flatten()
+        .is_some()
         && layers.origin("security.master_key") >= layers.origin("security.master_key_file")
     {
         "security.master_key"
@@ -310,9 +315,17 @@ fn master_key(layers: &Layered, text: &SecretString) -> Result<MasterKey, Config
     };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.expose_secret().trim())
-        .map_err(|_| layers.invalid(key, "must be 32 random bytes in base64 (head -c32 /dev/urandom | base64)"))?;
+        .map_err(|_| {
+            layers.invalid(
+                key,
+                "must be 32 random bytes in base64 (head -c32 /dev/urandom | base64)",
+            )
+        })?;
     let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-        layers.invalid(key, format!("decodes to {} bytes; it must be exactly 32", b.len()))
+        layers.invalid(
+            key,
+            format!("decodes to {} bytes; it must be exactly 32", b.len()),
+        )
     })?;
     Ok(MasterKey::from_bytes(bytes))
 }

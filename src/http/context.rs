@@ -113,7 +113,9 @@ pub async fn request_context(
         route = tracing::field::Empty,
         client_ip = %client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
     );
-    let route = req.match_pattern().unwrap_or_else(|| "(unmatched)".to_string());
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "(unmatched)".to_string());
     span.record("route", route.as_str());
 
     let mut res = REQUEST_ID
@@ -121,10 +123,10 @@ pub async fn request_context(
         .await?;
 
     let pending = res.request().extensions_mut().remove::<PendingSession>();
-    if let Some(PendingSession(cookie)) = pending {
-        if let Err(e) = res.response_mut().add_cookie(&cookie) {
-            tracing::error!(parent: &span, error = %e, "could not set the session cookie");
-        }
+    if let Some(PendingSession(cookie)) = pending
+        && let Err(e) = res.response_mut().add_cookie(&cookie)
+    {
+        tracing::error!(parent: &span, error = %e, "could not set the session cookie");
     }
     let headers = res.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -183,7 +185,10 @@ mod tests {
 
     fn policy() -> ContextPolicy {
         ContextPolicy {
-            trusted_proxies: vec!["127.0.0.1/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()],
+            trusted_proxies: vec![
+                "127.0.0.1/32".parse().unwrap(),
+                "10.0.0.0/8".parse().unwrap(),
+            ],
             tls: false,
         }
     }
@@ -197,7 +202,10 @@ mod tests {
             p.client_ip(Some(proxy), Some("198.51.100.7")),
             Some("198.51.100.7".parse().unwrap())
         );
-        assert_eq!(p.client_ip(Some(stranger), Some("198.51.100.7")), Some(stranger));
+        assert_eq!(
+            p.client_ip(Some(stranger), Some("198.51.100.7")),
+            Some(stranger)
+        );
         // A client-written prefix is skipped: the last untrusted hop wins.
         assert_eq!(
             p.client_ip(Some(proxy), Some("6.6.6.6, 198.51.100.7, 10.1.2.3")),

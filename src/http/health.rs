@@ -28,7 +28,9 @@ pub async fn readyz(pool: web::Data<PgPool>) -> Result<HttpResponse, ApiError> {
         }
         SchemaStatus::Pending { applied, latest } => Err(ApiError::NotReady(format!(
             "database migrations are pending (applied {}, this binary needs {latest}); run filebridge migrate",
-            applied.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
+            applied
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "none".into())
         ))),
         SchemaStatus::Newer { database, binary } => Err(ApiError::NotReady(format!(
             "the database schema ({database}) is newer than this binary ({binary})"

@@ -7,7 +7,6 @@ mod problem;
 
 use actix_web::{HttpRequest, web};
 
-
 pub use context::{ContextPolicy, RequestContext, request_context};
 pub use problem::{ApiError, REQUEST_ID};
 

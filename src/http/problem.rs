@@ -51,23 +51,75 @@ impl ApiError {
         use AuthError as A;
         match self {
             ApiError::Auth(e) => match e {
-                A::Missing => (StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required"),
-                A::MalformedAuthorization => (StatusCode::UNAUTHORIZED, "malformed_credentials", "Malformed credentials"),
-                A::CredentialTooLarge => (StatusCode::UNAUTHORIZED, "credentials_too_large", "Credentials too large"),
-                A::Rejected => (StatusCode::UNAUTHORIZED, "jira_rejected_credentials", "Jira rejected the credentials"),
-                A::SessionInvalid(_) => (StatusCode::UNAUTHORIZED, "session_invalid", "Session not valid"),
-                A::CrossSite => (StatusCode::FORBIDDEN, "cross_site_request", "Cross-site request refused"),
-                A::NotAdmin => (StatusCode::FORBIDDEN, "admin_required", "Administrator required"),
-                A::JiraUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "jira_unavailable", "Jira unavailable"),
-                A::JiraBadResponse(_) => (StatusCode::BAD_GATEWAY, "jira_bad_response", "Unexpected answer from Jira"),
-                A::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+                A::Missing => (
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "Authentication required",
+                ),
+                A::MalformedAuthorization => (
+                    StatusCode::UNAUTHORIZED,
+                    "malformed_credentials",
+                    "Malformed credentials",
+                ),
+                A::CredentialTooLarge => (
+                    StatusCode::UNAUTHORIZED,
+                    "credentials_too_large",
+                    "Credentials too large",
+                ),
+                A::Rejected => (
+                    StatusCode::UNAUTHORIZED,
+                    "jira_rejected_credentials",
+                    "Jira rejected the credentials",
+                ),
+                A::SessionInvalid(_) => (
+                    StatusCode::UNAUTHORIZED,
+                    "session_invalid",
+                    "Session not valid",
+                ),
+                A::CrossSite => (
+                    StatusCode::FORBIDDEN,
+                    "cross_site_request",
+                    "Cross-site request refused",
+                ),
+                A::NotAdmin => (
+                    StatusCode::FORBIDDEN,
+                    "admin_required",
+                    "Administrator required",
+                ),
+                A::JiraUnavailable { .. } => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "jira_unavailable",
+                    "Jira unavailable",
+                ),
+                A::JiraBadResponse(_) => (
+                    StatusCode::BAD_GATEWAY,
+                    "jira_bad_response",
+                    "Unexpected answer from Jira",
+                ),
+                A::Internal(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                ),
             },
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
-            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed"),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", "Bad request"),
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not ready"),
-            ApiError::Database(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "Database unavailable"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            ApiError::Database(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "Database unavailable",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
         }
     }
 }

@@ -103,7 +103,8 @@ impl JiraClient {
     }
 
     pub async fn myself(&self, credential: &Credential) -> Result<Myself, JiraError> {
-        self.get_json("myself?expand=groups", Some(credential)).await
+        self.get_json("myself?expand=groups", Some(credential))
+            .await
     }
 
     /// The global permissions the user holds (`mypermissions` without a context).

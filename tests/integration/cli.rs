@@ -21,7 +21,11 @@ fn command(env: &HashMap<String, String>) -> Command {
 }
 
 async fn run(env: &HashMap<String, String>, args: &[&str]) -> (i32, String, String) {
-    let output = command(env).args(args).output().await.expect("run filebridge");
+    let output = command(env)
+        .args(args)
+        .output()
+        .await
+        .expect("run filebridge");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -48,7 +52,10 @@ async fn world() -> World {
     let mut env = HashMap::new();
     for (key, value) in [
         ("FILEBRIDGE__SERVER__LISTEN", "127.0.0.1:0".to_string()),
-        ("FILEBRIDGE__SERVER__PUBLIC_URL", "https://jira.example.test/filebridge".into()),
+        (
+            "FILEBRIDGE__SERVER__PUBLIC_URL",
+            "https://jira.example.test/filebridge".into(),
+        ),
         ("FILEBRIDGE__SERVER__SHUTDOWN_GRACE", "10s".into()),
         ("FILEBRIDGE__DATABASE__URL", database_url),
         ("FILEBRIDGE__JIRA__BASE_URL", jira.base_url.clone()),
@@ -87,18 +94,23 @@ impl Daemon {
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         for (stream, port_tx) in [
-            (Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, Some(port_tx)),
+            (
+                Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                Some(port_tx),
+            ),
             (Box::new(stderr), None),
         ] {
             let lines = Arc::clone(&lines);
             tokio::spawn(async move {
                 let mut reader = BufReader::new(stream).lines();
                 while let Ok(Some(line)) = reader.next_line().await {
-                    if let (Some(tx), Ok(json)) = (&port_tx, serde_json::from_str::<serde_json::Value>(&line)) {
-                        if json["message"] == "listening" {
-                            let address: std::net::SocketAddr = json["address"].as_str().unwrap().parse().unwrap();
-                            let _ = tx.send(address.port()).await;
-                        }
+                    if let (Some(tx), Ok(json)) =
+                        (&port_tx, serde_json::from_str::<serde_json::Value>(&line))
+                        && json["message"] == "listening"
+                    {
+                        let address: std::net::SocketAddr =
+                            json["address"].as_str().unwrap().parse().unwrap();
+                        let _ = tx.send(address.port()).await;
                     }
                     lines.lock().unwrap().push(line);
                 }
@@ -108,7 +120,12 @@ impl Daemon {
             .await
             .ok()
             .flatten()
-            .unwrap_or_else(|| panic!("filebridge did not start listening: {:?}", lines.lock().unwrap()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "filebridge did not start listening: {:?}",
+                    lines.lock().unwrap()
+                )
+            });
         Daemon { child, lines, port }
     }
 
@@ -125,7 +142,10 @@ impl Daemon {
 async fn version_names_the_release_and_schema() {
     let (code, stdout, _) = run(&HashMap::new(), &["version"]).await;
     assert_eq!(code, 0);
-    assert!(stdout.starts_with(&format!("filebridge {}", env!("CARGO_PKG_VERSION"))), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("filebridge {}", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
     assert!(stdout.contains("schema"), "{stdout}");
 }
 
@@ -133,19 +153,37 @@ async fn version_names_the_release_and_schema() {
 async fn configuration_errors_exit_1_naming_the_key_and_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("filebridge.toml");
-    std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:0\"\nbase_pth = \"/x\"\n").unwrap();
-    let (code, _, stderr) = run(&HashMap::new(), &["--config", file.to_str().unwrap(), "serve"]).await;
+    std::fs::write(
+        &file,
+        "[server]\nlisten = \"127.0.0.1:0\"\nbase_pth = \"/x\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(
+        &HashMap::new(),
+        &["--config", file.to_str().unwrap(), "serve"],
+    )
+    .await;
     assert_eq!(code, 1);
-    assert!(stderr.contains("server.base_pth") && stderr.contains(file.to_str().unwrap()), "{stderr}");
+    assert!(
+        stderr.contains("server.base_pth") && stderr.contains(file.to_str().unwrap()),
+        "{stderr}"
+    );
 
-    let (code, _, stderr) = run(&HashMap::new(), &["--config", "/nonexistent/fb.toml", "doctor"]).await;
+    let (code, _, stderr) = run(
+        &HashMap::new(),
+        &["--config", "/nonexistent/fb.toml", "doctor"],
+    )
+    .await;
     assert_eq!(code, 1);
     assert!(stderr.contains("/nonexistent/fb.toml"), "{stderr}");
 
     let env = HashMap::from([("FILEBRIDGE__LOG__FORMAT".to_string(), "xml".to_string())]);
     let (code, _, stderr) = run(&env, &["migrate"]).await;
     assert_eq!(code, 1);
-    assert!(stderr.contains("log.format") && stderr.contains("FILEBRIDGE__LOG__FORMAT"), "{stderr}");
+    assert!(
+        stderr.contains("log.format") && stderr.contains("FILEBRIDGE__LOG__FORMAT"),
+        "{stderr}"
+    );
 
     // Flags override and are named too.
     let (code, _, stderr) = run(&HashMap::new(), &["serve", "--listen", "nowhere"]).await;
@@ -167,22 +205,42 @@ async fn serve_logs_json_without_secrets_and_stops_gracefully_on_sigterm() {
     let daemon = Daemon::start(&w.env).await;
     let client = http_client();
 
-    let response = client.get(daemon.url("/api/v1/me")).bearer_auth("alice-pat-secret").send().await.unwrap();
+    let response = client
+        .get(daemon.url("/api/v1/me"))
+        .bearer_auth("alice-pat-secret")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let session = response
         .headers()
         .get_all("set-cookie")
         .iter()
-        .find_map(|v| v.to_str().unwrap().strip_prefix("filebridge_session=").map(|c| c.split(';').next().unwrap().to_string()))
+        .find_map(|v| {
+            v.to_str()
+                .unwrap()
+                .strip_prefix("filebridge_session=")
+                .map(|c| c.split(';').next().unwrap().to_string())
+        })
         .expect("session cookie");
     for cookie in [
         "JSESSIONID=alice-jsession-secret".to_string(),
         format!("filebridge_session={session}"),
     ] {
-        let response = client.get(daemon.url("/api/v1/me")).header("cookie", cookie).send().await.unwrap();
+        let response = client
+            .get(daemon.url("/api/v1/me"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
     }
-    let response = client.get(daemon.url("/api/v1/me")).bearer_auth("wrong-token-secret").send().await.unwrap();
+    let response = client
+        .get(daemon.url("/api/v1/me"))
+        .bearer_auth("wrong-token-secret")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     let response = client
         .get(daemon.url("/api/v1/me"))
@@ -195,15 +253,29 @@ async fn serve_logs_json_without_secrets_and_stops_gracefully_on_sigterm() {
     // A request in flight when SIGTERM arrives still gets its answer.
     w.jira.add_token("alice", "second-pat-secret");
     let hold = w.jira.hold();
-    let in_flight = tokio::spawn(client.get(daemon.url("/api/v1/me")).bearer_auth("second-pat-secret").send());
+    let in_flight = tokio::spawn(
+        client
+            .get(daemon.url("/api/v1/me"))
+            .bearer_auth("second-pat-secret")
+            .send(),
+    );
     w.jira.wait_for_waiting(1).await;
     let pid = daemon.child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     assert!(status.success());
     let port = daemon.port;
-    eventually("the listener closes after SIGTERM", Duration::from_secs(10), || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err()
-    })
+    eventually(
+        "the listener closes after SIGTERM",
+        Duration::from_secs(10),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+        },
+    )
     .await;
     hold.release();
     assert_eq!(in_flight.await.unwrap().unwrap().status(), 200);
@@ -246,17 +318,28 @@ async fn doctor_reports_every_check_and_fails_when_one_fails() {
     let w = world().await;
     let (code, stdout, stderr) = run(&w.env, &["doctor"]).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
-    for line in ["ok    configuration", "ok    master key", "ok    jira", "ok    service token"] {
+    for line in [
+        "ok    configuration",
+        "ok    master key",
+        "ok    jira",
+        "ok    service token",
+    ] {
         assert!(stdout.contains(line), "{line} missing:\n{stdout}");
     }
     // The database is reachable but not migrated yet: a warning, not a failure.
-    assert!(stdout.contains("WARN  database") && stdout.contains("migrations pending"), "{stdout}");
+    assert!(
+        stdout.contains("WARN  database") && stdout.contains("migrations pending"),
+        "{stdout}"
+    );
     assert!(stdout.contains("ready to serve"));
 
     let (code, stdout, _) = run(&w.env, &["migrate"]).await;
     assert_eq!(code, 0, "{stdout}");
     let (_, stdout, _) = run(&w.env, &["doctor"]).await;
-    assert!(stdout.contains("ok    database") && stdout.contains("schema current"), "{stdout}");
+    assert!(
+        stdout.contains("ok    database") && stdout.contains("schema current"),
+        "{stdout}"
+    );
 
     w.jira.grant_global("svc", "SYSTEM_ADMIN");
     let (code, stdout, _) = run(&w.env, &["doctor"]).await;
@@ -265,12 +348,18 @@ async fn doctor_reports_every_check_and_fails_when_one_fails() {
 
     w.jira.revoke_credential("svc-token-secret");
     let mut env = w.env.clone();
-    env.insert("FILEBRIDGE__DATABASE__URL".into(), "postgres://nobody@127.0.0.1:1/none".into());
+    env.insert(
+        "FILEBRIDGE__DATABASE__URL".into(),
+        "postgres://nobody@127.0.0.1:1/none".into(),
+    );
     env.insert("FILEBRIDGE__DATABASE__ACQUIRE_TIMEOUT".into(), "1s".into());
     let (code, stdout, _) = run(&env, &["doctor"]).await;
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("FAIL  database"), "{stdout}");
-    assert!(stdout.contains("FAIL  service token") && stdout.contains("rejected"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  service token") && stdout.contains("rejected"),
+        "{stdout}"
+    );
     assert!(stdout.contains("NOT ready"), "{stdout}");
     assert!(!stdout.contains("svc-token-secret"));
 }
@@ -280,7 +369,9 @@ async fn serve_refuses_a_database_newer_than_the_binary() {
     let w = world().await;
     let (code, _, _) = run(&w.env, &["migrate"]).await;
     assert_eq!(code, 0);
-    let pool = sqlx::PgPool::connect(&w.env["FILEBRIDGE__DATABASE__URL"]).await.unwrap();
+    let pool = sqlx::PgPool::connect(&w.env["FILEBRIDGE__DATABASE__URL"])
+        .await
+        .unwrap();
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
          VALUES (99991231000000, 'from the future', true, '\\x00', 0)",
@@ -291,6 +382,9 @@ async fn serve_refuses_a_database_newer_than_the_binary() {
     for args in [&["serve"][..], &["serve", "--no-migrate"], &["migrate"]] {
         let (code, stdout, stderr) = run(&w.env, args).await;
         assert_eq!(code, 1, "{args:?}");
-        assert!(stderr.contains("newer than this filebridge binary"), "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("newer than this filebridge binary"),
+            "{args:?}: {stdout}{stderr}"
+        );
     }
 }

@@ -17,7 +17,11 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-fn load(file: Option<PathBuf>, env: HashMap<String, String>, flags: &[(&str, &str, &str)]) -> Result<Settings, ConfigError> {
+fn load(
+    file: Option<PathBuf>,
+    env: HashMap<String, String>,
+    flags: &[(&str, &str, &str)],
+) -> Result<Settings, ConfigError> {
     Settings::load(&Sources {
         file,
         file_required: true,
@@ -39,10 +43,16 @@ fn defaults_apply_without_any_file_or_variable() {
     .unwrap();
     assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8790");
     assert_eq!(settings.server.base_path, "/filebridge");
-    assert_eq!(settings.server.public_url.as_str(), "http://127.0.0.1:8790/filebridge");
+    assert_eq!(
+        settings.server.public_url.as_str(),
+        "http://127.0.0.1:8790/filebridge"
+    );
     assert_eq!(settings.server.trusted_proxies.len(), 2);
     assert_eq!(settings.database.max_connections, 16);
-    assert_eq!(settings.jira.forward_cookies, ["JSESSIONID", "seraph.rememberme.cookie"]);
+    assert_eq!(
+        settings.jira.forward_cookies,
+        ["JSESSIONID", "seraph.rememberme.cookie"]
+    );
     assert!(settings.master_key().is_err(), "no master key by default");
     assert!(settings.jira_base_url().is_err());
 }
@@ -63,15 +73,26 @@ fn file_then_environment_then_flags_take_precedence() {
     );
     let only_file = load(Some(file.clone()), HashMap::new(), &[]).unwrap();
     assert_eq!(only_file.server.listen.port(), 1001);
-    assert_eq!(only_file.server.base_path, "/files", "trailing slash dropped");
+    assert_eq!(
+        only_file.server.base_path, "/files",
+        "trailing slash dropped"
+    );
     assert_eq!(only_file.log.level, "debug");
 
     let vars = env(&[("FILEBRIDGE__SERVER__LISTEN", "127.0.0.1:1002")]);
     let with_env = load(Some(file.clone()), vars.clone(), &[]).unwrap();
     assert_eq!(with_env.server.listen.port(), 1002);
-    assert_eq!(with_env.log.level, "debug", "untouched keys keep the file's value");
+    assert_eq!(
+        with_env.log.level, "debug",
+        "untouched keys keep the file's value"
+    );
 
-    let with_flag = load(Some(file), vars, &[("server.listen", "127.0.0.1:1003", "--listen")]).unwrap();
+    let with_flag = load(
+        Some(file),
+        vars,
+        &[("server.listen", "127.0.0.1:1003", "--listen")],
+    )
+    .unwrap();
     assert_eq!(with_flag.server.listen.port(), 1003);
 }
 
@@ -80,13 +101,21 @@ fn lists_come_comma_separated_from_the_environment() {
     let settings = load(
         None,
         env(&[
-            ("FILEBRIDGE__SERVER__TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1"),
+            (
+                "FILEBRIDGE__SERVER__TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.0.2.1",
+            ),
             ("FILEBRIDGE__SECURITY__ADMIN_GROUPS", "a,b"),
         ]),
         &[],
     )
     .unwrap();
-    let proxies: Vec<String> = settings.server.trusted_proxies.iter().map(|n| n.to_string()).collect();
+    let proxies: Vec<String> = settings
+        .server
+        .trusted_proxies
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.1/32"]);
     assert_eq!(settings.security.admin_groups, ["a", "b"]);
 }
@@ -94,45 +123,110 @@ fn lists_come_comma_separated_from_the_environment() {
 #[test]
 fn unknown_keys_are_refused_naming_the_key_and_source() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "f.toml", "[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n");
-    let err = load(Some(file.clone()), HashMap::new(), &[]).unwrap_err().to_string();
-    assert!(err.contains("server.lisen") && err.contains(&file.display().to_string()), "{err}");
+    let file = write(
+        dir.path(),
+        "f.toml",
+        "[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n",
+    );
+    let err = load(Some(file.clone()), HashMap::new(), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("server.lisen") && err.contains(&file.display().to_string()),
+        "{err}"
+    );
 
     let file = write(dir.path(), "g.toml", "[sever]\nlisten = \"x\"\n");
-    let err = load(Some(file), HashMap::new(), &[]).unwrap_err().to_string();
+    let err = load(Some(file), HashMap::new(), &[])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("sever"), "{err}");
 
-    let err = load(None, env(&[("FILEBRIDGE__JIRA__BASEURL", "x")]), &[]).unwrap_err().to_string();
-    assert!(err.contains("jira.baseurl") && err.contains("FILEBRIDGE__JIRA__BASEURL"), "{err}");
+    let err = load(None, env(&[("FILEBRIDGE__JIRA__BASEURL", "x")]), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("jira.baseurl") && err.contains("FILEBRIDGE__JIRA__BASEURL"),
+        "{err}"
+    );
     // Variables of other programs are ignored.
-    assert!(load(None, env(&[("FILEBRIDGE_TEST_DATABASE_URL", "x"), ("HOME", "/root")]), &[]).is_ok());
+    assert!(
+        load(
+            None,
+            env(&[("FILEBRIDGE_TEST_DATABASE_URL", "x"), ("HOME", "/root")]),
+            &[]
+        )
+        .is_ok()
+    );
 }
 
 #[test]
 fn invalid_values_are_refused_naming_the_key_and_source() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str, &str)] = &[
-        ("FILEBRIDGE__DATABASE__MAX_CONNECTIONS", "many", "database.max_connections"),
+        (
+            "FILEBRIDGE__DATABASE__MAX_CONNECTIONS",
+            "many",
+            "database.max_connections",
+        ),
         ("FILEBRIDGE__SERVER__LISTEN", "localhost", "server.listen"),
-        ("FILEBRIDGE__SERVER__BASE_PATH", "/a/../b", "server.base_path"),
-        ("FILEBRIDGE__SERVER__SHUTDOWN_GRACE", "soon", "server.shutdown_grace"),
+        (
+            "FILEBRIDGE__SERVER__BASE_PATH",
+            "/a/../b",
+            "server.base_path",
+        ),
+        (
+            "FILEBRIDGE__SERVER__SHUTDOWN_GRACE",
+            "soon",
+            "server.shutdown_grace",
+        ),
         ("FILEBRIDGE__JIRA__BASE_URL", "ftp://jira", "jira.base_url"),
         ("FILEBRIDGE__LOG__FORMAT", "xml", "log.format"),
-        ("FILEBRIDGE__SERVER__TRUSTED_PROXIES", "10.0.0.0/33", "server.trusted_proxies"),
-        ("FILEBRIDGE__SECURITY__MASTER_KEY", "c2hvcnQ=", "security.master_key"),
-        ("FILEBRIDGE__SERVER__TLS_CERT_FILE", "/x.pem", "server.tls_cert_file"),
+        (
+            "FILEBRIDGE__SERVER__TRUSTED_PROXIES",
+            "10.0.0.0/33",
+            "server.trusted_proxies",
+        ),
+        (
+            "FILEBRIDGE__SECURITY__MASTER_KEY",
+            "c2hvcnQ=",
+            "security.master_key",
+        ),
+        (
+            "FILEBRIDGE__SERVER__TLS_CERT_FILE",
+            "/x.pem",
+            "server.tls_cert_file",
+        ),
     ];
     for (var, value, key) in cases {
-        let err = load(None, env(&[(var, value)]), &[]).unwrap_err().to_string();
-        assert!(err.contains(key) && err.contains(var), "{var}={value}: {err}");
+        let err = load(None, env(&[(var, value)]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(key) && err.contains(var),
+            "{var}={value}: {err}"
+        );
     }
     let file = write(dir.path(), "f.toml", "[database]\nmax_connections = 0\n");
-    let err = load(Some(file.clone()), HashMap::new(), &[]).unwrap_err().to_string();
-    assert!(err.contains("database.max_connections") && err.contains(&file.display().to_string()), "{err}");
+    let err = load(Some(file.clone()), HashMap::new(), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("database.max_connections") && err.contains(&file.display().to_string()),
+        "{err}"
+    );
     let file = write(dir.path(), "g.toml", "[server\n");
-    let err = load(Some(file), HashMap::new(), &[]).unwrap_err().to_string();
+    let err = load(Some(file), HashMap::new(), &[])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not valid TOML"), "{err}");
-    let err = load(None, HashMap::new(), &[("log.level", "info,=bad=", "--log-level")]).unwrap_err().to_string();
+    let err = load(
+        None,
+        HashMap::new(),
+        &[("log.level", "info,=bad=", "--log-level")],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("--log-level"), "{err}");
 }
 
@@ -156,30 +250,71 @@ fn secrets_come_from_files_looked_up_in_the_credentials_directory_first() {
         &[],
     )
     .unwrap();
-    assert_eq!(with_creds.jira.service_token.as_ref().unwrap().expose_secret(), "from-credentials");
+    assert_eq!(
+        with_creds
+            .jira
+            .service_token
+            .as_ref()
+            .unwrap()
+            .expose_secret(),
+        "from-credentials"
+    );
     assert!(with_creds.master_key().is_ok());
-    assert_eq!(with_creds.jira.webhook_secret.unwrap().expose_secret(), "hook-secret", "falls back to the config dir");
+    assert_eq!(
+        with_creds.jira.webhook_secret.unwrap().expose_secret(),
+        "hook-secret",
+        "falls back to the config dir"
+    );
 
     let without = load(Some(file), HashMap::new(), &[]).unwrap();
-    assert_eq!(without.jira.service_token.unwrap().expose_secret(), "from-config-dir");
+    assert_eq!(
+        without.jira.service_token.unwrap().expose_secret(),
+        "from-config-dir"
+    );
 
     // A later layer's direct value beats an earlier layer's file, and vice versa.
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "f.toml", "[jira]\nservice_token = \"direct-in-file\"\n");
+    let file = write(
+        dir.path(),
+        "f.toml",
+        "[jira]\nservice_token = \"direct-in-file\"\n",
+    );
     write(dir.path(), "t", "from-env-file");
-    let vars = env(&[("FILEBRIDGE__JIRA__SERVICE_TOKEN_FILE", dir.path().join("t").to_str().unwrap())]);
+    let vars = env(&[(
+        "FILEBRIDGE__JIRA__SERVICE_TOKEN_FILE",
+        dir.path().join("t").to_str().unwrap(),
+    )]);
     let settings = load(Some(file), vars, &[]).unwrap();
-    assert_eq!(settings.jira.service_token.unwrap().expose_secret(), "from-env-file");
+    assert_eq!(
+        settings.jira.service_token.unwrap().expose_secret(),
+        "from-env-file"
+    );
 
     // Both forms in one layer is ambiguous.
-    let file = write(dir.path(), "g.toml", "[jira]\nservice_token = \"a\"\nservice_token_file = \"t\"\n");
-    let err = load(Some(file), HashMap::new(), &[]).unwrap_err().to_string();
-    assert!(err.contains("jira.service_token") && err.contains("only one"), "{err}");
-
-    let err = load(None, env(&[("FILEBRIDGE__JIRA__SERVICE_TOKEN_FILE", "/nonexistent/t")]), &[])
+    let file = write(
+        dir.path(),
+        "g.toml",
+        "[jira]\nservice_token = \"a\"\nservice_token_file = \"t\"\n",
+    );
+    let err = load(Some(file), HashMap::new(), &[])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("jira.service_token_file") && err.contains("/nonexistent/t"), "{err}");
+    assert!(
+        err.contains("jira.service_token") && err.contains("only one"),
+        "{err}"
+    );
+
+    let err = load(
+        None,
+        env(&[("FILEBRIDGE__JIRA__SERVICE_TOKEN_FILE", "/nonexistent/t")]),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("jira.service_token_file") && err.contains("/nonexistent/t"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -188,7 +323,10 @@ fn secrets_are_not_printed_by_debug() {
     let settings = load(
         None,
         env(&[
-            ("FILEBRIDGE__DATABASE__URL", "postgres://fb:hunter2-db@db/fb"),
+            (
+                "FILEBRIDGE__DATABASE__URL",
+                "postgres://fb:hunter2-db@db/fb",
+            ),
             ("FILEBRIDGE__JIRA__SERVICE_TOKEN", "svc-token-value"),
             ("FILEBRIDGE__JIRA__WEBHOOK_SECRET", "hook-secret-value"),
             ("FILEBRIDGE__SECURITY__MASTER_KEY", &key),
@@ -197,7 +335,12 @@ fn secrets_are_not_printed_by_debug() {
     )
     .unwrap();
     let printed = format!("{settings:?}");
-    for secret in ["hunter2-db", "svc-token-value", "hook-secret-value", key.as_str()] {
+    for secret in [
+        "hunter2-db",
+        "svc-token-value",
+        "hook-secret-value",
+        key.as_str(),
+    ] {
         assert!(!printed.contains(secret), "{secret} printed");
     }
     assert!(printed.contains("REDACTED"));
@@ -224,7 +367,11 @@ fn the_example_file_documents_every_key_and_loads() {
         }
     }
     for key in known_keys() {
-        assert!(documented.contains(&key), "{key} is not documented in {}", path.display());
+        assert!(
+            documented.contains(&key),
+            "{key} is not documented in {}",
+            path.display()
+        );
     }
     load(Some(path), HashMap::new(), &[]).expect("the example file loads as shipped");
 }

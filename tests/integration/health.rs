@@ -14,12 +14,17 @@ async fn healthz_answers_with_security_headers_and_a_request_id() {
     assert_eq!(headers["x-frame-options"], "SAMEORIGIN");
     assert_eq!(headers["referrer-policy"], "no-referrer");
     assert_eq!(headers["cache-control"], "no-store");
-    assert!(headers["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .contains("frame-ancestors 'self'"));
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'self'")
+    );
     let id = headers["x-request-id"].to_str().unwrap();
-    assert!(uuid::Uuid::parse_str(id).is_ok(), "generated request id: {id}");
+    assert!(
+        uuid::Uuid::parse_str(id).is_ok(),
+        "generated request id: {id}"
+    );
 }
 
 #[tokio::test]
@@ -36,10 +41,18 @@ async fn readyz_is_503_while_migrations_are_pending() {
     let app = spawn_app_with(|c| c.migrations = Migrations::Skip).await;
     let response = app.get("/readyz").await;
     assert_eq!(response.status(), 503);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["code"], "not_ready");
-    assert!(body["detail"].as_str().unwrap().contains("migrations are pending"));
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("migrations are pending")
+    );
 
     let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
     filebridge::db::migrate(&pool).await.unwrap();
@@ -79,7 +92,10 @@ async fn unknown_routes_and_wrong_methods_get_problem_documents() {
     for path in ["/nope", "/api/v1/nope"] {
         let response = app.get(path).await;
         assert_eq!(response.status(), 404);
-        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["code"], "not_found");
         assert_eq!(body["status"], 404);
@@ -96,7 +112,10 @@ async fn unknown_routes_and_wrong_methods_get_problem_documents() {
 
     let response = app.client.post(app.url("/healthz")).send().await.unwrap();
     assert_eq!(response.status(), 405);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["code"], "method_not_allowed");
 }
@@ -113,11 +132,10 @@ async fn request_ids_are_taken_only_from_trusted_proxies() {
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "proxy-id-42");
 
-    let distrusting =
-        spawn_app_with(|c| {
-            c.set("SERVER__TRUSTED_PROXIES", "10.9.9.9/32");
-        })
-        .await;
+    let distrusting = spawn_app_with(|c| {
+        c.set("SERVER__TRUSTED_PROXIES", "10.9.9.9/32");
+    })
+    .await;
     let response = distrusting
         .client
         .get(distrusting.url("/healthz"))
@@ -135,20 +153,32 @@ async fn a_graceful_stop_lets_the_request_in_flight_finish() {
     app.jira.add_token("alice", "alice-pat");
     let hold = app.jira.hold();
     let in_flight = tokio::spawn({
-        let request = app.client.get(app.url("/api/v1/me")).bearer_auth("alice-pat");
+        let request = app
+            .client
+            .get(app.url("/api/v1/me"))
+            .bearer_auth("alice-pat");
         async move { request.send().await }
     });
     app.jira.wait_for_waiting(1).await;
     // What SIGTERM does: stop accepting, wait for in-flight requests within the grace period.
     let stopping = tokio::spawn(app.handle.stop(true));
     let port = app.port;
-    eventually("the listener closes", Duration::from_secs(10), || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err()
-    })
+    eventually(
+        "the listener closes",
+        Duration::from_secs(10),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+        },
+    )
     .await;
     assert!(!in_flight.is_finished());
     hold.release();
-    let response = in_flight.await.unwrap().expect("the in-flight request completes");
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
     assert_eq!(response.status(), 200);
     stopping.await.unwrap();
     app.stopped.await.unwrap().expect("server exits cleanly");

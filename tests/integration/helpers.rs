@@ -89,7 +89,8 @@ impl TestConfig {
     }
 
     pub fn set(&mut self, key: &str, value: &str) -> &mut Self {
-        self.env.insert(format!("FILEBRIDGE__{key}"), value.to_string());
+        self.env
+            .insert(format!("FILEBRIDGE__{key}"), value.to_string());
         self
     }
 
@@ -120,7 +121,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
     }
 
     /// `GET /api/v1/me` with a bearer token.
@@ -214,7 +219,11 @@ impl OwnCluster {
     }
 
     pub fn resume(&self) {
-        run_script(Command::new(&self.script).arg("resume").arg(self.dir.path()));
+        run_script(
+            Command::new(&self.script)
+                .arg("resume")
+                .arg(self.dir.path()),
+        );
     }
 }
 

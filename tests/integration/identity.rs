@@ -46,12 +46,18 @@ async fn me_with_cookie(app: &TestApp, cookie: &str) -> reqwest::Response {
 }
 
 async fn problem(response: reqwest::Response) -> Value {
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     response.json().await.unwrap()
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn mint(app: &TestApp, claims: &Value) -> String {
@@ -80,7 +86,10 @@ async fn a_personal_access_token_identifies_the_user_and_starts_a_session() {
     assert_eq!(response.status(), 200);
     let cookie = session_cookie(&response).expect("session cookie issued");
     for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/filebridge"] {
-        assert!(cookie.contains(attribute), "{attribute} missing in {cookie}");
+        assert!(
+            cookie.contains(attribute),
+            "{attribute} missing in {cookie}"
+        );
     }
     let body: Value = response.json().await.unwrap();
     assert_eq!(
@@ -93,7 +102,11 @@ async fn a_personal_access_token_identifies_the_user_and_starts_a_session() {
 
     // The session alone authenticates, without asking Jira again.
     let calls = app.jira.calls(MYSELF);
-    let again = me_with_cookie(&app, &format!("filebridge_session={}", cookie_value(&cookie))).await;
+    let again = me_with_cookie(
+        &app,
+        &format!("filebridge_session={}", cookie_value(&cookie)),
+    )
+    .await;
     assert_eq!(again.status(), 200);
     assert_eq!(again.json::<Value>().await.unwrap()["key"], key);
     assert_eq!(app.jira.calls(MYSELF), calls);
@@ -237,7 +250,11 @@ async fn bad_session_tokens_are_401() {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
     };
     let good_claims = claims(&key, AUDIENCE, now() + 600);
-    let alg_none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&good_claims));
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&good_claims)
+    );
     let wrong_key = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &good_claims,
@@ -251,11 +268,18 @@ async fn bad_session_tokens_are_401() {
         ("alg none", alg_none),
         (
             "another base path",
-            mint(&app, &claims(&key, "https://jira.example.test/other", now() + 600)),
+            mint(
+                &app,
+                &claims(&key, "https://jira.example.test/other", now() + 600),
+            ),
         ),
     ];
     // The properly minted token is accepted: the failures above are about what they claim.
-    let valid = me_with_cookie(&app, &format!("filebridge_session={}", mint(&app, &good_claims))).await;
+    let valid = me_with_cookie(
+        &app,
+        &format!("filebridge_session={}", mint(&app, &good_claims)),
+    )
+    .await;
     assert_eq!(valid.status(), 200);
     for (what, token) in cases {
         let response = me_with_cookie(&app, &format!("filebridge_session={token}")).await;
@@ -270,9 +294,13 @@ async fn an_invalid_session_falls_back_to_valid_jira_cookies() {
     let app = spawn_app().await;
     app.jira.add_user("bob", "Bob");
     app.jira.add_session("bob", "bob-jsession");
-    let response = me_with_cookie(&app, "filebridge_session=garbage; JSESSIONID=bob-jsession").await;
+    let response =
+        me_with_cookie(&app, "filebridge_session=garbage; JSESSIONID=bob-jsession").await;
     assert_eq!(response.status(), 200);
-    assert!(session_cookie(&response).is_some(), "a fresh session replaces the bad one");
+    assert!(
+        session_cookie(&response).is_some(),
+        "a fresh session replaces the bad one"
+    );
 }
 
 #[tokio::test]
@@ -303,7 +331,10 @@ async fn cookie_authenticated_unsafe_requests_need_the_same_origin() {
     let app = spawn_app().await;
     alice(&app);
     let login = app.me_with_token("alice-pat").await;
-    let cookie = format!("filebridge_session={}", cookie_value(&session_cookie(&login).unwrap()));
+    let cookie = format!(
+        "filebridge_session={}",
+        cookie_value(&session_cookie(&login).unwrap())
+    );
     let delete = |origin: Option<&str>, requested_with: bool| {
         let mut request = app
             .client

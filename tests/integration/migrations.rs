@@ -24,7 +24,10 @@ async fn migrate_applies_everything_once_even_when_two_instances_race() {
         .unwrap();
     assert_eq!(rows as usize, MIGRATOR.iter().count());
     // Running it again changes nothing.
-    assert_eq!(db::migrate(&pool).await.unwrap(), SchemaStatus::Current { version: latest });
+    assert_eq!(
+        db::migrate(&pool).await.unwrap(),
+        SchemaStatus::Current { version: latest }
+    );
 }
 
 #[tokio::test]
@@ -52,10 +55,20 @@ async fn a_schema_newer_than_the_binary_is_refused() {
     .execute(&pool)
     .await
     .unwrap();
-    assert!(matches!(db::schema_status(&pool).await.unwrap(), SchemaStatus::Newer { database: 99991231000000, .. }));
+    assert!(matches!(
+        db::schema_status(&pool).await.unwrap(),
+        SchemaStatus::Newer {
+            database: 99991231000000,
+            ..
+        }
+    ));
     let err = db::migrate(&pool).await.unwrap_err();
     assert!(matches!(err, DbError::SchemaNewer { .. }));
-    assert!(err.to_string().contains("newer than this filebridge binary"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("newer than this filebridge binary"),
+        "{err}"
+    );
 
     let jira = fake_jira::FakeJira::start().await;
     let config = TestConfig::new(&url, &jira.base_url);
