@@ -266,4 +266,48 @@ mod tests {
         assert!(Rule::parse("http://x").is_err());
         assert!(Rule::parse("a.com:99999").is_err());
     }
+
+    #[test]
+    fn unlisted_hosts_are_refused_and_everything_is_counted() {
+        let settings = EgressSettings {
+            allow: vec!["storage.example.com".into()],
+            proxy: None,
+            ca_file: None,
+        };
+        let jira = Url::parse("https://jira.example.com/jira").unwrap();
+        let client = EgressClient::new(&settings, Some(&jira)).unwrap();
+        let admit = |u: &str| client.policy.admit(&Url::parse(u).unwrap());
+        assert!(admit("https://jira.example.com/rest/api/2/myself").is_ok());
+        assert!(
+            admit("https://jira.example.com:8443/x").is_err(),
+            "another port"
+        );
+        assert!(admit("https://storage.example.com/bucket").is_ok());
+        assert!(matches!(
+            admit("https://telemetry.vendor.example/ping"),
+            Err(EgressError::Refused { .. })
+        ));
+        assert!(admit("ftp://jira.example.com/x").is_err(), "only http(s)");
+        client.allow_endpoint(&Url::parse("https://graph.example.net/v1.0").unwrap());
+        assert!(admit("https://graph.example.net/v1.0/drives").is_ok());
+
+        let report = client.report();
+        assert_eq!(
+            report["jira.example.com:443"],
+            HostCounts {
+                contacted: 1,
+                refused: 0
+            }
+        );
+        assert_eq!(
+            report["jira.example.com:21"],
+            HostCounts {
+                contacted: 0,
+                refused: 1
+            }
+        );
+        assert_eq!(report["jira.example.com:8443"].refused, 1);
+        assert_eq!(report["telemetry.vendor.example:443"].refused, 1);
+        assert_eq!(report["storage.example.com:443"].contacted, 1);
+    }
 }

@@ -1,5 +1,6 @@
 //! HTTP routes, all under `server.base_path`.
 
+mod admin;
 mod context;
 mod health;
 mod me;
@@ -19,7 +20,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, base_path: &str) {
             .service(
                 web::scope("/api/v1")
                     .service(resource("/me").get(me::me))
-                    .service(resource("/session").delete(me::end_session)),
+                    .service(resource("/session").delete(me::end_session))
+                    .service(resource("/admin/egress").get(admin::egress_report)),
             ),
     );
 }

@@ -370,3 +370,39 @@ async fn cookie_authenticated_unsafe_requests_need_the_same_origin() {
         .unwrap();
     assert_eq!(response.status(), 204);
 }
+
+#[tokio::test]
+async fn admin_endpoints_need_an_admin_and_report_egress() {
+    let app = spawn_app().await;
+    alice(&app);
+    app.jira.add_user("root", "Root");
+    app.jira.add_token("root", "root-pat");
+    app.jira.grant_global("root", "SYSTEM_ADMIN");
+
+    let response = app
+        .client
+        .get(app.url("/api/v1/admin/egress"))
+        .bearer_auth("alice-pat")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(problem(response).await["code"], "admin_required");
+
+    let response = app
+        .client
+        .get(app.url("/api/v1/admin/egress"))
+        .bearer_auth("root-pat")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let jira_host = format!("127.0.0.1:{}", app.jira.addr().port());
+    let hosts = body["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "only Jira was contacted: {body}");
+    assert_eq!(hosts[0]["host"], jira_host.as_str());
+    // Alice's and root's verification: myself + mypermissions each.
+    assert_eq!(hosts[0]["contacted"], 4);
+    assert_eq!(hosts[0]["refused"], 0);
+}
