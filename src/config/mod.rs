@@ -302,30 +302,18 @@ fn security(layers: &Layered) -> Result<SecuritySettings, ConfigError> {
 }
 
 fn master_key(layers: &Layered, text: &SecretString) -> Result<MasterKey, ConfigError> {
-    let key = if layers
-        .string("security.master_key")
-        .ok()
-        .flatten()
-        .is_some()
-        && layers.origin("security.master_key") >= layers.origin("security.master_key_file")
-    {
-        "security.master_key"
-    } else {
+    // Name the form the value came from, so the message points at the right file or variable.
+    let key = if layers.origin("security.master_key_file") > layers.origin("security.master_key") {
         "security.master_key_file"
+    } else {
+        "security.master_key"
     };
+    let hint = "must be 32 random bytes in base64 (head -c32 /dev/urandom | base64)";
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.expose_secret().trim())
-        .map_err(|_| {
-            layers.invalid(
-                key,
-                "must be 32 random bytes in base64 (head -c32 /dev/urandom | base64)",
-            )
-        })?;
+        .map_err(|_| layers.invalid(key, hint))?;
     let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-        layers.invalid(
-            key,
-            format!("decodes to {} bytes; it must be exactly 32", b.len()),
-        )
+        layers.invalid(key, format!("decodes to {} bytes; it {hint}", b.len()))
     })?;
     Ok(MasterKey::from_bytes(bytes))
 }
