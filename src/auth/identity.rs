@@ -71,17 +71,22 @@ impl IdentityService {
     /// An invalid session with nothing else to fall back on is a 401, never a redirect.
     pub async fn authenticate(&self, presented: Presented) -> Result<Authenticated, AuthError> {
         if let Some(token) = presented.bearer {
-            return self.via_jira(b"bearer", Credential::Bearer(token)).await;
+            return self.via_jira(b"bearer", Credential::Bearer(token), None).await;
         }
+        let binding = presented
+            .jira_cookies
+            .as_ref()
+            .map(|cookies| hex::encode(&self.fingerprint(b"cookies", cookies)[..16]));
         let mut session_problem = None;
         for token in &presented.sessions {
             match self.sessions.verify(token) {
-                Ok(user) => {
+                Ok((user, bound)) if binding.is_none() || bound == binding => {
                     return Ok(Authenticated {
                         user: Arc::new(user),
                         new_session: None,
                     });
                 }
+                Ok(_) => session_problem = Some("started with other Jira cookies"),
                 Err(reason) => session_problem = Some(reason),
             }
         }
@@ -90,7 +95,7 @@ impl IdentityService {
         }
         if let Some(cookies) = presented.jira_cookies {
             return self
-                .via_jira(b"cookies", Credential::Cookies(cookies))
+                .via_jira(b"cookies", Credential::Cookies(cookies), binding)
                 .await;
         }
         Err(match session_problem {
@@ -103,14 +108,18 @@ impl IdentityService {
         &self,
         kind: &[u8],
         credential: Credential,
+        binding: Option<String>,
     ) -> Result<Authenticated, AuthError> {
-        let key = self.fingerprint(kind, &credential);
+        let secret = match &credential {
+            Credential::Bearer(s) | Credential::Cookies(s) => s,
+        };
+        let key = self.fingerprint(kind, secret);
         let user = self
             .cache
             .try_get_with(key, self.ask_jira(&credential))
             .await
             .map_err(|e| (*e).clone())?;
-        let new_session = Some(self.sessions.issue(&user)?);
+        let new_session = Some(self.sessions.issue(&user, binding)?);
         Ok(Authenticated { user, new_session })
     }
 
@@ -140,10 +149,8 @@ impl IdentityService {
         }))
     }
 
-    fn fingerprint(&self, kind: &[u8], credential: &Credential) -> [u8; 32] {
-        let secret: &SecretString = match credential {
-            Credential::Bearer(s) | Credential::Cookies(s) => s,
-        };
+    /// A keyed hash of a credential: the cache key, and (for Jira cookies) the session binding.
+    fn fingerprint(&self, kind: &[u8], secret: &SecretString) -> [u8; 32] {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.cache_key)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(kind);

@@ -38,6 +38,11 @@ struct Claims {
     name: String,
     dn: String,
     adm: bool,
+    /// For sessions started from Jira cookies: a keyed hash of those cookies. The session is
+    /// only honoured beside the same Jira cookies, so a different Jira login in the browser
+    /// is verified afresh instead of inheriting the previous user's session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jcb: Option<String>,
     iat: u64,
     exp: u64,
 }
@@ -73,7 +78,7 @@ impl SessionKeys {
         }
     }
 
-    pub fn issue(&self, user: &User) -> Result<String, AuthError> {
+    pub fn issue(&self, user: &User, binding: Option<String>) -> Result<String, AuthError> {
         let now = unix_now();
         let claims = Claims {
             iss: ISSUER.to_string(),
@@ -82,6 +87,7 @@ impl SessionKeys {
             name: user.name.clone(),
             dn: user.display_name.clone(),
             adm: user.is_admin,
+            jcb: binding,
             iat: now,
             exp: now + self.ttl.as_secs(),
         };
@@ -90,8 +96,9 @@ impl SessionKeys {
     }
 
     /// Checks signature, algorithm (HS256 only; `none` is refused), issuer, audience and
-    /// expiry. The reason is for the log; the token itself never is.
-    pub fn verify(&self, token: &str) -> Result<User, &'static str> {
+    /// expiry; returns the user and the Jira-cookie binding. The reason is for the log; the
+    /// token itself never is.
+    pub fn verify(&self, token: &str) -> Result<(User, Option<String>), &'static str> {
         use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
@@ -102,12 +109,13 @@ impl SessionKeys {
                 ErrorKind::InvalidIssuer => "wrong issuer",
                 _ => "malformed",
             })?;
-        Ok(User {
+        let user = User {
             key: data.claims.sub,
             name: data.claims.name,
             display_name: data.claims.dn,
             is_admin: data.claims.adm,
-        })
+        };
+        Ok((user, data.claims.jcb))
     }
 
     pub fn cookie(&self, token: String) -> Cookie<'static> {

@@ -1,9 +1,9 @@
 //! The caller's identity, and signing out of filebridge's session.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use crate::auth::{AuthContext, CurrentUser};
+use crate::auth::{AuthContext, CurrentUser, PendingSession};
 
 /// `GET /api/v1/me`
 pub async fn me(CurrentUser(user): CurrentUser) -> HttpResponse {
@@ -17,7 +17,14 @@ pub async fn me(CurrentUser(user): CurrentUser) -> HttpResponse {
 
 /// `DELETE /api/v1/session`: forgets filebridge's session cookie (Jira's own session is
 /// Jira's business). Authenticated, so cookie callers pass the cross-site check first.
-pub async fn end_session(_: CurrentUser, ctx: web::Data<AuthContext>) -> HttpResponse {
+pub async fn end_session(
+    _: CurrentUser,
+    req: HttpRequest,
+    ctx: web::Data<AuthContext>,
+) -> HttpResponse {
+    // Authenticating this very request may have minted a session; signing out must not
+    // hand it out.
+    req.extensions_mut().remove::<PendingSession>();
     HttpResponse::NoContent()
         .cookie(ctx.identity.sessions().removal_cookie())
         .finish()

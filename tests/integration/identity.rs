@@ -406,3 +406,55 @@ async fn admin_endpoints_need_an_admin_and_report_egress() {
     assert_eq!(hosts[0]["contacted"], 4);
     assert_eq!(hosts[0]["refused"], 0);
 }
+
+#[tokio::test]
+async fn a_session_started_from_jira_cookies_does_not_survive_a_different_jira_login() {
+    let app = spawn_app().await;
+    let alice_key = app.jira.add_user("alice", "Alice");
+    app.jira.add_session("alice", "alice-jsession");
+    let bob_key = app.jira.add_user("bob", "Bob");
+    app.jira.add_session("bob", "bob-jsession");
+
+    let login = me_with_cookie(&app, "JSESSIONID=alice-jsession").await;
+    let session = cookie_value(&session_cookie(&login).unwrap());
+    let calls = app.jira.calls(MYSELF);
+
+    // Beside the Jira cookies it was started with, the session stands on its own.
+    let same = me_with_cookie(&app, &format!("filebridge_session={session}; JSESSIONID=alice-jsession")).await;
+    assert_eq!(same.json::<Value>().await.unwrap()["key"], alice_key.as_str());
+    assert_eq!(app.jira.calls(MYSELF), calls);
+
+    // Bob signed in to Jira in the same browser: he is Bob, not Alice.
+    let switched = me_with_cookie(&app, &format!("filebridge_session={session}; JSESSIONID=bob-jsession")).await;
+    assert_eq!(switched.status(), 200);
+    assert!(session_cookie(&switched).is_some(), "Bob gets his own session");
+    assert_eq!(switched.json::<Value>().await.unwrap()["key"], bob_key.as_str());
+
+    // Alice signed out of Jira, which gives the browser a new, anonymous JSESSIONID: her
+    // filebridge session is not enough on its own.
+    app.jira.revoke_credential("alice-jsession");
+    let signed_out = me_with_cookie(&app, &format!("filebridge_session={session}; JSESSIONID=anonymous-after-logout")).await;
+    assert_eq!(signed_out.status(), 401);
+}
+
+#[tokio::test]
+async fn signing_out_hands_out_no_new_session() {
+    let app = spawn_app().await;
+    alice(&app);
+    let response = app
+        .client
+        .delete(app.url("/api/v1/session"))
+        .bearer_auth("alice-pat")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let cookies: Vec<_> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert!(cookies[0].starts_with("filebridge_session=;") && cookies[0].contains("Max-Age=0"), "{cookies:?}");
+}
