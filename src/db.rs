@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use sqlx::ConnectOptions;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 
 use crate::config::DatabaseSettings;
 
@@ -52,19 +52,38 @@ pub enum SchemaStatus {
     },
 }
 
+/// Without an explicit `sslmode`, a database on another host is reached with
+/// `verify-full` (libpq's default, `prefer`, would fall back to plaintext unverified); a
+/// local socket or loopback address keeps the driver's default.
 pub fn connect_options(settings: &DatabaseSettings) -> Result<PgConnectOptions, DbError> {
-    let options: PgConnectOptions = settings
-        .url
-        .expose_secret()
+    let url = settings.url.expose_secret();
+    let options: PgConnectOptions = url
         .parse()
         // sqlx's message can quote the URL, and so the password: say only what to check.
         .map_err(|_: sqlx::Error| {
             DbError::Url("check the scheme, host, port, database and sslmode".to_string())
         })?;
+    let explicit_sslmode = url.to_ascii_lowercase().contains("sslmode=");
+    let options = if explicit_sslmode || is_local(&options) {
+        options
+    } else {
+        options.ssl_mode(PgSslMode::VerifyFull)
+    };
     Ok(options
         .application_name("filebridge")
         // Statement logs would fill the journal; failures are logged where they are handled.
         .disable_statement_logging())
+}
+
+fn is_local(options: &PgConnectOptions) -> bool {
+    let host = options.get_host();
+    options.get_socket().is_some()
+        || host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A pool that connects on first use, so the daemon starts (and answers `/readyz` with 503)
@@ -130,4 +149,57 @@ pub async fn migrate(pool: &PgPool) -> Result<SchemaStatus, DbError> {
     }
     MIGRATOR.run(pool).await?;
     schema_status(pool).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(url: &str) -> PgSslMode {
+        let settings = DatabaseSettings {
+            url: url.to_string().into(),
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(1),
+        };
+        connect_options(&settings).unwrap().get_ssl_mode()
+    }
+
+    #[test]
+    fn remote_databases_are_verified_unless_the_url_says_otherwise() {
+        assert!(matches!(
+            mode("postgres://fb@db.example.com/fb"),
+            PgSslMode::VerifyFull
+        ));
+        assert!(matches!(
+            mode("postgres://fb@10.1.2.3/fb"),
+            PgSslMode::VerifyFull
+        ));
+        assert!(matches!(
+            mode("postgres://fb@db.example.com/fb?sslmode=require"),
+            PgSslMode::Require
+        ));
+        assert!(matches!(
+            mode("postgres://fb@localhost/fb"),
+            PgSslMode::Prefer
+        ));
+        assert!(matches!(
+            mode("postgres://fb@127.0.0.1:5432/fb"),
+            PgSslMode::Prefer
+        ));
+        assert!(matches!(
+            mode("postgres://fb@%2Fvar%2Frun%2Fpostgresql/fb"),
+            PgSslMode::Prefer
+        ));
+    }
+
+    #[test]
+    fn a_bad_url_does_not_echo_the_password() {
+        let settings = DatabaseSettings {
+            url: "postgres://fb:s3cr3t-pw@db:notaport/fb".to_string().into(),
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(1),
+        };
+        let err = connect_options(&settings).unwrap_err().to_string();
+        assert!(!err.contains("s3cr3t-pw"), "{err}");
+    }
 }

@@ -140,12 +140,14 @@ async fn check_jira(settings: &Settings, report: &mut Report) {
                 format!("valid for Jira user `{}`", user.name),
             );
             if let Ok(perms) = jira.global_permissions(&credential).await
-                && perms.contains("SYSTEM_ADMIN")
+                && let Some(role) = ["SYSTEM_ADMIN", "ADMINISTER"]
+                    .iter()
+                    .find(|p| perms.contains(**p))
             {
                 report.add(
                     "least privilege",
                     Outcome::Warn,
-                    format!("service user `{}` is a Jira system administrator; it needs only the permissions in docs/permissions.md", user.name),
+                    format!("service user `{}` holds Jira's {role} permission; it needs only the permissions in docs/permissions.md", user.name),
                 );
             }
         }

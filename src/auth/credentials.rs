@@ -45,12 +45,9 @@ impl Presented {
         }
 
         let mut forwarded = Vec::new();
+        // Only the cookies filebridge uses count: a browser also sends Jira's other cookies.
         let mut cookie_bytes = 0;
         for header in req.headers().get_all(COOKIE) {
-            cookie_bytes += header.len();
-            if cookie_bytes > MAX_CREDENTIAL_BYTES {
-                return Err(AuthError::CredentialTooLarge);
-            }
             // Cookie headers that are not text carry nothing we could use.
             let Ok(text) = header.to_str() else { continue };
             for pair in text.split(';') {
@@ -61,9 +58,17 @@ impl Presented {
                 if value.is_empty() {
                     continue;
                 }
+                let used = name == SESSION_COOKIE || forward.iter().any(|f| f == name);
+                if !used {
+                    continue;
+                }
+                cookie_bytes += value.len();
+                if cookie_bytes > MAX_CREDENTIAL_BYTES {
+                    return Err(AuthError::CredentialTooLarge);
+                }
                 if name == SESSION_COOKIE {
                     presented.sessions.push(value.to_string());
-                } else if forward.iter().any(|f| f == name) {
+                } else {
                     forwarded.push(format!("{name}={value}"));
                 }
             }

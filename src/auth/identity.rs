@@ -71,7 +71,9 @@ impl IdentityService {
     /// An invalid session with nothing else to fall back on is a 401, never a redirect.
     pub async fn authenticate(&self, presented: Presented) -> Result<Authenticated, AuthError> {
         if let Some(token) = presented.bearer {
-            return self.via_jira(b"bearer", Credential::Bearer(token), None).await;
+            return self
+                .via_jira(b"bearer", Credential::Bearer(token), None)
+                .await;
         }
         let binding = presented
             .jira_cookies

@@ -28,6 +28,18 @@ pub enum Origin {
     Flag(String),
 }
 
+impl Origin {
+    /// The layer, for precedence: two environment variables are the same layer.
+    fn layer(&self) -> u8 {
+        match self {
+            Origin::Default => 0,
+            Origin::File(_) => 1,
+            Origin::Env(_) => 2,
+            Origin::Flag(_) => 3,
+        }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -250,13 +262,13 @@ impl Layered {
         let use_file = match (direct, from_file) {
             (_, None) => false,
             (None, Some(_)) => true,
-            (Some(a), Some(b)) if a == b => {
+            (Some(a), Some(b)) if a.layer() == b.layer() => {
                 return Err(ConfigError::Conflict {
                     key: key.to_string(),
-                    origin: a.clone(),
+                    origin: b.clone(),
                 });
             }
-            (Some(a), Some(b)) => b > a,
+            (Some(a), Some(b)) => b.layer() > a.layer(),
         };
         if !use_file {
             return Ok(self.string(key)?.map(SecretString::from));
@@ -315,9 +327,15 @@ fn toml_keys(path: &Path, text: &str) -> Result<Vec<String>, ConfigError> {
     })?;
     let mut names = Vec::new();
     for (section, value) in &table {
+        let known_section = keys::KEYS
+            .iter()
+            .any(|k| k.name.split_once('.').is_some_and(|(s, _)| s == section));
         let toml::Value::Table(entries) = value else {
             return Err(unknown(section, path));
         };
+        if !known_section {
+            return Err(unknown(section, path));
+        }
         for (name, _) in entries {
             let key = format!("{section}.{name}");
             if keys::lookup(&key).is_none() {

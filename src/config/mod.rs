@@ -35,7 +35,7 @@ pub enum ConfigError {
         origin: Origin,
         reason: String,
     },
-    #[error("`{key}` and `{key}_file` are both set in {origin}; set only one")]
+    #[error("`{key}` and `{key}_file` are both set in the same layer (see {origin}); set only one")]
     Conflict { key: String, origin: Origin },
     #[error("`{key}` is required for this command: {hint}")]
     Missing {

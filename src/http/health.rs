@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use super::ApiError;
-use crate::db::{self, SchemaStatus};
+use crate::db::{self, DbError, SchemaStatus};
 
 /// How long `/readyz` waits for the database before calling it unavailable.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -21,7 +21,11 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(pool: web::Data<PgPool>) -> Result<HttpResponse, ApiError> {
     let status = tokio::time::timeout(READINESS_TIMEOUT, db::schema_status(&pool))
         .await
-        .map_err(|_| ApiError::NotReady("the database did not answer in time".into()))??;
+        .map_err(|_| ApiError::NotReady("the database did not answer in time".into()))?
+        .map_err(|e| match e {
+            DbError::Unreachable(_) => ApiError::Database(e),
+            other => ApiError::NotReady(other.to_string()),
+        })?;
     match status {
         SchemaStatus::Current { version } => {
             Ok(HttpResponse::Ok().json(json!({ "status": "ready", "schema_version": version })))

@@ -15,8 +15,17 @@ pub use problem::{ApiError, REQUEST_ID};
 pub fn routes(cfg: &mut web::ServiceConfig, base_path: &str) {
     cfg.service(
         web::scope(base_path)
-            .service(resource("/healthz").get(health::healthz))
-            .service(resource("/readyz").get(health::readyz))
+            // HEAD too: load balancers often probe with it.
+            .service(
+                resource("/healthz")
+                    .get(health::healthz)
+                    .route(web::head().to(health::healthz)),
+            )
+            .service(
+                resource("/readyz")
+                    .get(health::readyz)
+                    .route(web::head().to(health::readyz)),
+            )
             .service(
                 web::scope("/api/v1")
                     .service(resource("/me").get(me::me))

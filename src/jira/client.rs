@@ -160,7 +160,9 @@ impl JiraClient {
             Err(e) => return Err(JiraError::Unreachable(describe(&e))),
         };
         let status = response.status();
-        if status == reqwest::StatusCode::UNAUTHORIZED {
+        // Jira answers 403 to a login it will not accept without a CAPTCHA
+        // (X-Authentication-Denied-Reason); for filebridge that is a refused credential too.
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(JiraError::Unauthorized);
         }
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {

@@ -290,7 +290,19 @@ fn secrets_come_from_files_looked_up_in_the_credentials_directory_first() {
         "from-env-file"
     );
 
-    // Both forms in one layer is ambiguous.
+    // Both forms in one layer is ambiguous, in the environment too.
+    let vars = env(&[
+        ("FILEBRIDGE__JIRA__SERVICE_TOKEN", "a"),
+        (
+            "FILEBRIDGE__JIRA__SERVICE_TOKEN_FILE",
+            dir.path().join("t").to_str().unwrap(),
+        ),
+    ]);
+    let err = load(None, vars, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("jira.service_token") && err.contains("only one"),
+        "{err}"
+    );
     let file = write(
         dir.path(),
         "g.toml",

@@ -312,6 +312,14 @@ async fn oversized_credentials_are_refused_cleanly() {
     let response = me_with_cookie(&app, &format!("JSESSIONID={}", "y".repeat(9000))).await;
     assert_eq!(response.status(), 401);
     assert_eq!(app.jira.calls(MYSELF), 0);
+    // Large cookies filebridge does not use (Jira's own, analytics) do not count.
+    app.jira.add_user("bob", "Bob");
+    app.jira.add_session("bob", "bob-jsession");
+    let big_unrelated = format!(
+        "JSESSIONID=bob-jsession; jira.editor.state={}",
+        "q".repeat(9000)
+    );
+    assert_eq!(me_with_cookie(&app, &big_unrelated).await.status(), 200);
     // Beyond what the HTTP parser accepts at all: refused by the server, not a 500 or a hang.
     let response = app
         .client
@@ -420,20 +428,41 @@ async fn a_session_started_from_jira_cookies_does_not_survive_a_different_jira_l
     let calls = app.jira.calls(MYSELF);
 
     // Beside the Jira cookies it was started with, the session stands on its own.
-    let same = me_with_cookie(&app, &format!("filebridge_session={session}; JSESSIONID=alice-jsession")).await;
-    assert_eq!(same.json::<Value>().await.unwrap()["key"], alice_key.as_str());
+    let same = me_with_cookie(
+        &app,
+        &format!("filebridge_session={session}; JSESSIONID=alice-jsession"),
+    )
+    .await;
+    assert_eq!(
+        same.json::<Value>().await.unwrap()["key"],
+        alice_key.as_str()
+    );
     assert_eq!(app.jira.calls(MYSELF), calls);
 
     // Bob signed in to Jira in the same browser: he is Bob, not Alice.
-    let switched = me_with_cookie(&app, &format!("filebridge_session={session}; JSESSIONID=bob-jsession")).await;
+    let switched = me_with_cookie(
+        &app,
+        &format!("filebridge_session={session}; JSESSIONID=bob-jsession"),
+    )
+    .await;
     assert_eq!(switched.status(), 200);
-    assert!(session_cookie(&switched).is_some(), "Bob gets his own session");
-    assert_eq!(switched.json::<Value>().await.unwrap()["key"], bob_key.as_str());
+    assert!(
+        session_cookie(&switched).is_some(),
+        "Bob gets his own session"
+    );
+    assert_eq!(
+        switched.json::<Value>().await.unwrap()["key"],
+        bob_key.as_str()
+    );
 
     // Alice signed out of Jira, which gives the browser a new, anonymous JSESSIONID: her
     // filebridge session is not enough on its own.
     app.jira.revoke_credential("alice-jsession");
-    let signed_out = me_with_cookie(&app, &format!("filebridge_session={session}; JSESSIONID=anonymous-after-logout")).await;
+    let signed_out = me_with_cookie(
+        &app,
+        &format!("filebridge_session={session}; JSESSIONID=anonymous-after-logout"),
+    )
+    .await;
     assert_eq!(signed_out.status(), 401);
 }
 
@@ -456,5 +485,8 @@ async fn signing_out_hands_out_no_new_session() {
         .map(|v| v.to_str().unwrap().to_string())
         .collect();
     assert_eq!(cookies.len(), 1, "{cookies:?}");
-    assert!(cookies[0].starts_with("filebridge_session=;") && cookies[0].contains("Max-Age=0"), "{cookies:?}");
+    assert!(
+        cookies[0].starts_with("filebridge_session=;") && cookies[0].contains("Max-Age=0"),
+        "{cookies:?}"
+    );
 }
