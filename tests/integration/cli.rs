@@ -9,7 +9,10 @@ use fake_jira::FakeJira;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{cluster_url, create_database, eventually, http_client, random_master_key};
+use crate::helpers::{
+    cluster_url, create_database, http_client, pretend_newer_schema, random_master_key,
+    wait_until_refused,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_filebridge");
 
@@ -266,17 +269,7 @@ async fn serve_logs_json_without_secrets_and_stops_gracefully_on_sigterm() {
         .status()
         .unwrap();
     assert!(status.success());
-    let port = daemon.port;
-    eventually(
-        "the listener closes after SIGTERM",
-        Duration::from_secs(10),
-        || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-        },
-    )
-    .await;
+    wait_until_refused(daemon.port).await;
     hold.release();
     assert_eq!(in_flight.await.unwrap().unwrap().status(), 200);
     let mut daemon = daemon;
@@ -372,13 +365,7 @@ async fn serve_refuses_a_database_newer_than_the_binary() {
     let pool = sqlx::PgPool::connect(&w.env["FILEBRIDGE__DATABASE__URL"])
         .await
         .unwrap();
-    sqlx::query(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
-         VALUES (99991231000000, 'from the future', true, '\\x00', 0)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    pretend_newer_schema(&pool).await;
     for args in [&["serve"][..], &["serve", "--no-migrate"], &["migrate"]] {
         let (code, stdout, stderr) = run(&w.env, args).await;
         assert_eq!(code, 1, "{args:?}");

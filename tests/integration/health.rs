@@ -2,7 +2,9 @@ use std::time::Duration;
 
 use filebridge::app::Migrations;
 
-use crate::helpers::{OwnCluster, create_database, eventually, spawn_app, spawn_app_with, start};
+use crate::helpers::{
+    OwnCluster, create_database, eventually, spawn_app, spawn_app_with, start, wait_until_refused,
+};
 
 #[tokio::test]
 async fn healthz_answers_with_security_headers_and_a_request_id() {
@@ -162,17 +164,7 @@ async fn a_graceful_stop_lets_the_request_in_flight_finish() {
     app.jira.wait_for_waiting(1).await;
     // What SIGTERM does: stop accepting, wait for in-flight requests within the grace period.
     let stopping = tokio::spawn(app.handle.stop(true));
-    let port = app.port;
-    eventually(
-        "the listener closes",
-        Duration::from_secs(10),
-        || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-        },
-    )
-    .await;
+    wait_until_refused(app.port).await;
     assert!(!in_flight.is_finished());
     hold.release();
     let response = in_flight

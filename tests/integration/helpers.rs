@@ -128,14 +128,19 @@ impl TestApp {
             .expect("request")
     }
 
-    /// `GET /api/v1/me` with a bearer token.
-    pub async fn me_with_token(&self, token: &str) -> reqwest::Response {
+    /// `GET path` with a bearer token.
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
-            .get(self.url("/api/v1/me"))
+            .get(self.url(path))
             .bearer_auth(token)
             .send()
             .await
             .expect("request")
+    }
+
+    /// `GET /api/v1/me` with a bearer token.
+    pub async fn me_with_token(&self, token: &str) -> reqwest::Response {
+        self.get_as("/api/v1/me", token).await
     }
 
     /// The master key the app runs with, for minting test tokens.
@@ -264,4 +269,29 @@ where
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until nothing accepts connections on `port` (a server stopping).
+pub async fn wait_until_refused(port: u16) {
+    eventually(
+        "the listener closes",
+        std::time::Duration::from_secs(10),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+        },
+    )
+    .await;
+}
+
+/// Records a migration this binary does not know, as a newer filebridge would have.
+pub async fn pretend_newer_schema(pool: &sqlx::PgPool) {
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99991231000000, 'from the future', true, '\\x00', 0)",
+    )
+    .execute(pool)
+    .await
+    .expect("record a future migration");
 }

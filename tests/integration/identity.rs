@@ -387,23 +387,11 @@ async fn admin_endpoints_need_an_admin_and_report_egress() {
     app.jira.add_token("root", "root-pat");
     app.jira.grant_global("root", "SYSTEM_ADMIN");
 
-    let response = app
-        .client
-        .get(app.url("/api/v1/admin/egress"))
-        .bearer_auth("alice-pat")
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_as("/api/v1/admin/egress", "alice-pat").await;
     assert_eq!(response.status(), 403);
     assert_eq!(problem(response).await["code"], "admin_required");
 
-    let response = app
-        .client
-        .get(app.url("/api/v1/admin/egress"))
-        .bearer_auth("root-pat")
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_as("/api/v1/admin/egress", "root-pat").await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     let jira_host = format!("127.0.0.1:{}", app.jira.addr().port());

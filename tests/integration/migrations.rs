@@ -2,7 +2,7 @@ use filebridge::app::{Application, Migrations};
 use filebridge::db::{self, DbError, MIGRATOR, SchemaStatus};
 use sqlx::PgPool;
 
-use crate::helpers::{TestConfig, cluster_url, create_database};
+use crate::helpers::{TestConfig, cluster_url, create_database, pretend_newer_schema};
 
 async fn fresh_pool() -> (String, PgPool) {
     let url = create_database(&cluster_url()).await;
@@ -48,13 +48,7 @@ async fn two_applications_starting_at_once_on_a_fresh_database_both_serve() {
 async fn a_schema_newer_than_the_binary_is_refused() {
     let (url, pool) = fresh_pool().await;
     db::migrate(&pool).await.unwrap();
-    sqlx::query(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
-         VALUES (99991231000000, 'from the future', true, '\\x00', 0)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    pretend_newer_schema(&pool).await;
     assert!(matches!(
         db::schema_status(&pool).await.unwrap(),
         SchemaStatus::Newer {
