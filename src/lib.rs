@@ -11,3 +11,4 @@ pub mod egress;
 pub mod http;
 pub mod jira;
 pub mod telemetry;
+pub mod storage;

