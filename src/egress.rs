@@ -185,21 +185,14 @@ impl EgressClient {
         }
     }
 
-    /// Sends a request built from [`Self::request`], after checking its destination.
-    pub async fn execute(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<Result<reqwest::Response, reqwest::Error>, EgressError> {
-        let request = match request.build() {
-            Ok(request) => request,
-            Err(e) => return Ok(Err(e)),
-        };
-        self.policy.admit(request.url())?;
-        Ok(self.http.execute(request).await)
-    }
-
-    pub fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
-        self.http.request(method, url)
+    /// Starts a request. The only way to send it is [`EgressRequest::send`], which checks the
+    /// destination first: no caller can reach a host the allowlist does not name.
+    pub fn request(&self, method: reqwest::Method, url: Url) -> EgressRequest {
+        EgressRequest {
+            builder: self.http.request(method, url),
+            http: self.http.clone(),
+            policy: Arc::clone(&self.policy),
+        }
     }
 
     /// Every host contacted or refused since start, with counts.
@@ -209,6 +202,37 @@ impl EgressClient {
             .lock()
             .map(|counts| counts.clone())
             .unwrap_or_default()
+    }
+}
+
+/// An outbound request being built; see [`EgressClient::request`].
+pub struct EgressRequest {
+    builder: reqwest::RequestBuilder,
+    http: reqwest::Client,
+    policy: Arc<Policy>,
+}
+
+impl EgressRequest {
+    /// Sets headers, body, timeout and so on.
+    pub fn with(
+        self,
+        configure: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Self {
+        Self {
+            builder: configure(self.builder),
+            ..self
+        }
+    }
+
+    /// Checks the destination against the allowlist (counting it), then sends. The outer
+    /// error is a refusal; the inner one a transport failure.
+    pub async fn send(self) -> Result<Result<reqwest::Response, reqwest::Error>, EgressError> {
+        let request = match self.builder.build() {
+            Ok(request) => request,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.policy.admit(request.url())?;
+        Ok(self.http.execute(request).await)
     }
 }
 

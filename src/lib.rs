@@ -10,5 +10,5 @@ pub mod doctor;
 pub mod egress;
 pub mod http;
 pub mod jira;
-pub mod telemetry;
 pub mod storage;
+pub mod telemetry;

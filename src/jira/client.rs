@@ -98,10 +98,6 @@ impl JiraClient {
         }
     }
 
-    pub fn base_url(&self) -> &Url {
-        &self.base
-    }
-
     pub async fn myself(&self, credential: &Credential) -> Result<Myself, JiraError> {
         self.get_json("myself?expand=groups", Some(credential))
             .await
@@ -137,24 +133,30 @@ impl JiraClient {
         path_and_query: &str,
         credential: Option<&Credential>,
     ) -> Result<T, JiraError> {
-        let mut request = self
+        let auth = match credential {
+            Some(Credential::Bearer(token)) => Some((
+                AUTHORIZATION,
+                sensitive(&format!("Bearer {}", token.expose_secret()))?,
+            )),
+            Some(Credential::Cookies(cookies)) => {
+                Some((COOKIE, sensitive(cookies.expose_secret())?))
+            }
+            None => None,
+        };
+        let timeout = self.timeout;
+        let request = self
             .egress
             .request(reqwest::Method::GET, self.url(path_and_query)?)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(self.timeout);
-        match credential {
-            Some(Credential::Bearer(token)) => {
-                request = request.header(
-                    AUTHORIZATION,
-                    sensitive(&format!("Bearer {}", token.expose_secret()))?,
-                );
-            }
-            Some(Credential::Cookies(cookies)) => {
-                request = request.header(COOKIE, sensitive(cookies.expose_secret())?);
-            }
-            None => {}
-        }
-        let response = match self.egress.execute(request).await? {
+            .with(|builder| {
+                let builder = builder
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .timeout(timeout);
+                match auth {
+                    Some((name, value)) => builder.header(name, value),
+                    None => builder,
+                }
+            });
+        let response = match request.send().await? {
             Ok(response) => response,
             Err(e) if e.is_timeout() => return Err(JiraError::Timeout(self.timeout)),
             Err(e) => return Err(JiraError::Unreachable(describe(&e))),

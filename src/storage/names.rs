@@ -62,7 +62,9 @@ impl StoragePath {
             return Ok(Self::root());
         }
         if text.starts_with('/') {
-            return Err(invalid("absolute paths are not allowed; paths are relative to the folder"));
+            return Err(invalid(
+                "absolute paths are not allowed; paths are relative to the folder",
+            ));
         }
         let mut segments = Vec::new();
         for segment in text.split('/') {
@@ -136,13 +138,17 @@ fn invalid(rule: &str) -> StorageError {
 
 fn check_segment(raw: &str, rules: NameRules) -> Result<String, StorageError> {
     if raw.is_empty() {
-        return Err(invalid("empty path segments (`//` or a trailing `/`) are not allowed"));
+        return Err(invalid(
+            "empty path segments (`//` or a trailing `/`) are not allowed",
+        ));
     }
     if raw == "." || raw == ".." {
         return Err(invalid("`.` and `..` are not allowed"));
     }
     if raw.chars().any(|c| c.is_control()) {
-        return Err(invalid("control characters (including NUL) are not allowed"));
+        return Err(invalid(
+            "control characters (including NUL) are not allowed",
+        ));
     }
     if raw.contains('\\') {
         return Err(invalid("backslashes are not allowed"));
@@ -161,7 +167,9 @@ fn check_segment(raw: &str, rules: NameRules) -> Result<String, StorageError> {
             )));
         }
         if segment.ends_with('.') || segment.ends_with(' ') {
-            return Err(invalid("names may not end with a dot or a space on this storage"));
+            return Err(invalid(
+                "names may not end with a dot or a space on this storage",
+            ));
         }
         let stem = segment.split('.').next().unwrap_or("").trim_end();
         if WINDOWS_RESERVED
@@ -192,7 +200,9 @@ mod tests {
     use super::*;
 
     fn ok(text: &str) -> String {
-        StoragePath::parse(text, NameRules::default()).unwrap().to_string()
+        StoragePath::parse(text, NameRules::default())
+            .unwrap()
+            .to_string()
     }
 
     fn refused(text: &str, rules: NameRules) -> String {
@@ -243,7 +253,9 @@ mod tests {
     fn paths_compose() {
         let d = NameRules::default();
         let base = StoragePath::parse("Jira/PROJ/PROJ-1", d).unwrap();
-        let full = base.join(&StoragePath::parse("docs/a.txt", d).unwrap(), d).unwrap();
+        let full = base
+            .join(&StoragePath::parse("docs/a.txt", d).unwrap(), d)
+            .unwrap();
         assert_eq!(full.to_string(), "Jira/PROJ/PROJ-1/docs/a.txt");
         assert_eq!(full.name(), "a.txt");
         assert_eq!(full.parent().unwrap().to_string(), "Jira/PROJ/PROJ-1/docs");
