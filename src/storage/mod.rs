@@ -4,8 +4,11 @@
 //! whole and nothing is written to local disk by filebridge itself.
 
 mod error;
+pub mod filesystem;
 pub mod names;
 pub mod registry;
+pub mod s3;
+pub mod webdav;
 
 use std::pin::Pin;
 

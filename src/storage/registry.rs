@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use super::{Storage, StorageError};
+use super::{Storage, StorageError, filesystem, s3, webdav};
 use crate::egress::EgressClient;
 
 /// The storage kinds this binary supports.
@@ -20,9 +20,13 @@ pub fn open(
     secrets: &HashMap<String, SecretString>,
     egress: &EgressClient,
 ) -> Result<Arc<dyn Storage>, StorageError> {
-    let _ = (settings, secrets, egress);
-    Err(StorageError::Backend(format!(
-        "storage kind `{kind}` is not available (known: {})",
-        KINDS.join(", ")
-    )))
+    match kind {
+        "filesystem" => filesystem::open(settings, secrets, egress),
+        "webdav" => webdav::open(settings, secrets, egress),
+        "s3" => s3::open(settings, secrets, egress),
+        other => Err(StorageError::Backend(format!(
+            "unknown storage kind `{other}` (known: {})",
+            KINDS.join(", ")
+        ))),
+    }
 }

@@ -1,11 +1,17 @@
 //! Integration tests: the real application on port 0 against a real PostgreSQL (one
 //! database per test) and the fake Jira. Run them with ./scripts/test.
 
+mod audit;
 mod cli;
 mod config_loading;
+mod connections;
 mod fake_jira_schema;
 mod health;
 mod helpers;
 mod identity;
 mod migrations;
+mod storage_fs;
+mod storage_s3;
+mod storage_suite;
+mod storage_webdav;
 mod tls;
