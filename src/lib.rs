@@ -12,3 +12,4 @@ pub mod http;
 pub mod jira;
 pub mod storage;
 pub mod telemetry;
+pub mod audit;

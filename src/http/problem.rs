@@ -6,8 +6,10 @@ use actix_web::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::audit::AuditError;
 use crate::auth::AuthError;
 use crate::db::DbError;
+use crate::storage::StorageError;
 
 tokio::task_local! {
     /// The current request's id, set by the request-context middleware for the whole handler.
@@ -25,10 +27,20 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the upload is larger than the limit of {0} bytes")]
+    PayloadTooLarge(u64),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     #[error("not ready: {0}")]
     NotReady(String),
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("{0}")]
     Internal(String),
 }
@@ -109,6 +121,19 @@ impl ApiError {
                 "Method not allowed",
             ),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", "Bad request"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "Upload too large",
+            ),
+            ApiError::Storage(e) => storage_status(e),
+            ApiError::Audit(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "Database unavailable",
+            ),
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not ready"),
             ApiError::Database(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -122,6 +147,25 @@ impl ApiError {
             ),
         }
     }
+}
+
+/// Storage failures keep the storage's stable code; the status says whose fault it was.
+fn storage_status(error: &StorageError) -> (StatusCode, &'static str, &'static str) {
+    use StorageError as S;
+    let (status, title) = match error {
+        S::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+        S::AlreadyExists => (StatusCode::CONFLICT, "Already exists"),
+        S::PermissionDenied => (StatusCode::BAD_GATEWAY, "The storage refused access"),
+        S::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+        S::Throttled { .. } => (StatusCode::SERVICE_UNAVAILABLE, "Storage busy"),
+        S::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable"),
+        S::InvalidName(_) => (StatusCode::BAD_REQUEST, "Invalid name"),
+        S::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "Too large"),
+        S::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "Range not satisfiable"),
+        S::Interrupted(_) => (StatusCode::BAD_REQUEST, "Upload interrupted"),
+        S::Backend(_) => (StatusCode::BAD_GATEWAY, "Storage error"),
+    };
+    (status, error.code(), title)
 }
 
 impl ResponseError for ApiError {
@@ -141,6 +185,17 @@ impl ResponseError for ApiError {
         } else if let ApiError::Database(e) = self {
             tracing::warn!(error = %e, "database unavailable");
             "the database is unavailable; try again shortly".to_string()
+        } else if let ApiError::Audit(e) = self {
+            tracing::warn!(error = %e, "audit trail unavailable");
+            "the audit trail could not be written, so nothing was done; try again shortly".to_string()
+        } else if let ApiError::Storage(e @ (StorageError::Backend(_) | StorageError::Unavailable(_))) = self {
+            // Backend messages can carry server internals; the log has them, the client a summary.
+            tracing::warn!(error = %e, "storage failure");
+            match e {
+                StorageError::Unavailable(_) => "the storage is unavailable; try again shortly",
+                _ => "the storage failed to carry out the operation",
+            }
+            .to_string()
         } else {
             self.to_string()
         };
@@ -159,8 +214,15 @@ impl ResponseError for ApiError {
                 let seconds = retry_after.map(|d| d.as_secs().max(1)).unwrap_or(5);
                 response.insert_header((RETRY_AFTER, seconds.to_string()));
             }
-            ApiError::Database(_) | ApiError::NotReady(_) => {
+            ApiError::Database(_) | ApiError::NotReady(_) | ApiError::Audit(_) => {
                 response.insert_header((RETRY_AFTER, "5"));
+            }
+            ApiError::Storage(StorageError::Throttled { retry_after }) => {
+                let seconds = retry_after.map(|d| d.as_secs().max(1)).unwrap_or(5);
+                response.insert_header((RETRY_AFTER, seconds.to_string()));
+            }
+            ApiError::Storage(StorageError::RangeNotSatisfiable { size }) => {
+                response.insert_header(("content-range", format!("bytes */{size}")));
             }
             _ if status == StatusCode::UNAUTHORIZED => {
                 response.insert_header((WWW_AUTHENTICATE, "Bearer realm=\"filebridge\""));
