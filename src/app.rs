@@ -11,11 +11,13 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sqlx::PgPool;
 
 use crate::auth::{AuthContext, IdentityService, SessionKeys};
+use crate::broker::Broker;
 use crate::config::{ConfigError, Settings, TlsFiles};
 use crate::db::{self, DbError};
 use crate::egress::{EgressClient, EgressError};
 use crate::http::{self, ContextPolicy};
 use crate::jira::JiraClient;
+use crate::secrets::SecretCipher;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -69,8 +71,23 @@ impl Application {
             }
         }
 
+        if !settings.server.public_url_configured {
+            tracing::warn!(
+                public_url = %settings.server.public_url,
+                "server.public_url is not set; behind a reverse proxy, set it to the address users open"
+            );
+        }
         let egress = EgressClient::new(&settings.egress, Some(&jira_base))?;
         let jira = JiraClient::new(jira_base, egress.clone(), settings.jira.timeout);
+        let cipher = Arc::new(SecretCipher::new(master_key));
+        let broker = web::Data::new(Broker::new(
+            pool.clone(),
+            jira.clone(),
+            Arc::clone(&cipher),
+            egress.clone(),
+            settings.security.identity_cache_ttl,
+        ));
+        let jira_data = web::Data::new(jira.clone());
         let server_settings = &settings.server;
         let sessions = SessionKeys::new(
             master_key,
@@ -95,6 +112,8 @@ impl Application {
             tls: server_settings.tls.is_some(),
         });
         let pool_data = web::Data::new(pool.clone());
+        let cipher_data = web::Data::from(cipher);
+        let server_data = web::Data::new(server_settings.clone());
         let egress_data = web::Data::new(egress);
         let base_path = Arc::new(server_settings.base_path.clone());
 
@@ -115,6 +134,10 @@ impl Application {
                 .app_data(auth.clone())
                 .app_data(context.clone())
                 .app_data(egress_data.clone())
+                .app_data(cipher_data.clone())
+                .app_data(broker.clone())
+                .app_data(jira_data.clone())
+                .app_data(server_data.clone())
                 .app_data(web::QueryConfig::default().error_handler(http::query_error))
                 .app_data(web::JsonConfig::default().error_handler(http::json_error))
                 .configure(|cfg| http::routes(cfg, &base_path))

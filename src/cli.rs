@@ -37,6 +37,49 @@ enum Command {
     Doctor,
     /// Print the version and the database schema version this binary carries.
     Version,
+    /// The audit trail: export, verify the hash chain, apply retention.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Delete everything filebridge stored in PostgreSQL (for uninstalling). Files in the
+    /// storages are not touched.
+    Purge {
+        /// Required: confirms that everything is to go.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Write the audit trail to standard output, oldest first.
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportArg,
+        /// Only events at or after this RFC 3339 time.
+        #[arg(long, value_name = "RFC3339")]
+        since: Option<String>,
+        /// Only events before this RFC 3339 time.
+        #[arg(long, value_name = "RFC3339")]
+        until: Option<String>,
+        /// Only events by this Jira user (key or name).
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Check the hash chain; exit 1 naming the first row that was altered or removed.
+    Verify,
+    /// Delete events older than N days (the deletion itself is recorded).
+    Purge {
+        #[arg(long, value_name = "DAYS")]
+        older_than_days: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportArg {
+    Csv,
+    Jsonl,
 }
 
 #[derive(Debug, Args)]
@@ -61,7 +104,7 @@ pub fn run() -> ExitCode {
         println!(
             "filebridge {} (database schema {})",
             env!("CARGO_PKG_VERSION"),
-            db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+            db::latest_known()
         );
         return ExitCode::SUCCESS;
     }
@@ -115,7 +158,115 @@ async fn dispatch(cli: Cli) -> ExitCode {
             }
         }
         Command::Version => ExitCode::SUCCESS,
+        Command::Audit { command } => with_pool(settings, |pool| audit(pool, command)).await,
+        Command::Purge { yes } => {
+            if !yes {
+                return fail(
+                    "purge deletes every connection, mapping, secret and the audit trail; run it again with --yes".into(),
+                );
+            }
+            with_pool(settings, purge).await
+        }
     }
+}
+
+/// Runs an operator command against the database, without starting the daemon.
+async fn with_pool<F, Fut>(settings: Settings, command: F) -> ExitCode
+where
+    F: FnOnce(sqlx::PgPool) -> Fut,
+    Fut: std::future::Future<Output = Result<String, String>>,
+{
+    let pool = match db::pool(&settings.database) {
+        Ok(pool) => pool,
+        Err(e) => return fail(e.to_string()),
+    };
+    let result = command(pool.clone()).await;
+    pool.close().await;
+    match result {
+        Ok(message) => {
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => fail(message),
+    }
+}
+
+async fn audit(pool: sqlx::PgPool, command: AuditCommand) -> Result<String, String> {
+    use crate::audit::{self, ExportFormat, Filter};
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    let parse = |name: &str, value: Option<String>| {
+        value
+            .map(|v| {
+                OffsetDateTime::parse(&v, &Rfc3339).map_err(|_| {
+                    format!("--{name} must be an RFC 3339 time such as 2026-11-22T08:00:00Z")
+                })
+            })
+            .transpose()
+    };
+    match command {
+        AuditCommand::Export {
+            format,
+            since,
+            until,
+            actor,
+        } => {
+            let filter = Filter {
+                since: parse("since", since)?,
+                until: parse("until", until)?,
+                actor,
+                limit: None,
+            };
+            let format = match format {
+                ExportArg::Csv => ExportFormat::Csv,
+                ExportArg::Jsonl => ExportFormat::Jsonl,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let count = audit::export(&pool, &filter, format, &mut out)
+                .await
+                .map_err(|e| e.to_string())?;
+            std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
+            Ok(format!("{count} audit events exported"))
+        }
+        AuditCommand::Verify => {
+            let verification = audit::verify(&pool).await.map_err(|e| e.to_string())?;
+            match verification.problem {
+                None => {
+                    println!(
+                        "audit trail intact: {} events checked",
+                        verification.checked
+                    );
+                    Ok(String::new())
+                }
+                Some(problem) => Err(format!(
+                    "audit trail BROKEN: {problem} ({} events before it are intact)",
+                    verification.checked
+                )),
+            }
+        }
+        AuditCommand::Purge { older_than_days } => {
+            let removed = audit::purge_older_than(&pool, older_than_days, audit::Actor::operator())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{removed} audit events older than {older_than_days} days removed"
+            ))
+        }
+    }
+}
+
+async fn purge(pool: sqlx::PgPool) -> Result<String, String> {
+    let dropped = crate::purge::purge_everything(&pool)
+        .await
+        .map_err(|e| format!("purge failed, nothing was removed: {e}"))?;
+    Ok(format!(
+        "removed {} filebridge tables ({}); the storages' files were not touched",
+        dropped.len(),
+        dropped.join(", ")
+    ))
 }
 
 fn serve_flags(args: &ServeArgs) -> Vec<(String, String, String)> {

@@ -21,6 +21,8 @@ pub enum DbError {
     Url(String),
     #[error("the database is unreachable: {0}")]
     Unreachable(#[source] sqlx::Error),
+    #[error("the database did not answer within {0:?}")]
+    Timeout(Duration),
     #[error(
         "the database schema (version {database}) is newer than this filebridge binary knows \
          (up to {binary}); run the filebridge version that upgraded it, or restore a backup"
@@ -96,7 +98,8 @@ pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
         .connect_lazy_with(connect_options(settings)?))
 }
 
-fn latest_known() -> i64 {
+/// The newest schema version this binary carries.
+pub fn latest_known() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
 

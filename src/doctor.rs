@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::auth::ADMIN_PERMISSIONS;
 use crate::config::Settings;
 use crate::db::{self, SchemaStatus};
 use crate::egress::EgressClient;
@@ -61,6 +62,16 @@ impl fmt::Display for Report {
 pub async fn run(settings: &Settings, source: &str) -> Report {
     let mut report = Report(Vec::new());
     report.add("configuration", Outcome::Ok, source);
+    if !settings.server.public_url_configured {
+        report.add(
+            "public URL",
+            Outcome::Warn,
+            format!(
+                "server.public_url is not set, so it is taken to be {}; behind a reverse proxy set it to the address users open (browsers' writes are refused otherwise)",
+                settings.server.public_url
+            ),
+        );
+    }
     match settings.master_key() {
         Ok(_) => report.add("master key", Outcome::Ok, "present, 32 bytes"),
         Err(e) => report.add("master key", Outcome::Fail, e.to_string()),
@@ -140,9 +151,7 @@ async fn check_jira(settings: &Settings, report: &mut Report) {
                 format!("valid for Jira user `{}`", user.name),
             );
             if let Ok(perms) = jira.global_permissions(&credential).await
-                && let Some(role) = ["SYSTEM_ADMIN", "ADMINISTER"]
-                    .iter()
-                    .find(|p| perms.contains(**p))
+                && let Some(role) = ADMIN_PERMISSIONS.iter().find(|p| perms.contains(**p))
             {
                 report.add(
                     "least privilege",

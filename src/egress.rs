@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use url::Url;
 
@@ -63,7 +64,7 @@ impl Rule {
             return Err(bad());
         }
         Ok(Self {
-            host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
+            host: unbracket(&host),
             wildcard,
             port,
         })
@@ -71,10 +72,7 @@ impl Rule {
 
     fn for_url(url: &Url) -> Option<Self> {
         Some(Self {
-            host: url
-                .host_str()?
-                .trim_matches(|c| c == '[' || c == ']')
-                .to_ascii_lowercase(),
+            host: unbracket(url.host_str()?),
             wildcard: false,
             port: url.port_or_known_default(),
         })
@@ -90,6 +88,12 @@ impl Rule {
     }
 }
 
+/// A host as compared: lower case, IPv6 literals without brackets.
+fn unbracket(host: &str) -> String {
+    host.trim_matches(|c| c == '[' || c == ']')
+        .to_ascii_lowercase()
+}
+
 #[derive(Debug, Default)]
 struct Policy {
     rules: RwLock<Vec<Rule>>,
@@ -99,11 +103,7 @@ struct Policy {
 impl Policy {
     /// Checks `url` and counts the outcome under `host:port`.
     fn admit(&self, url: &Url) -> Result<(), EgressError> {
-        let host = url
-            .host_str()
-            .unwrap_or("")
-            .trim_matches(|c| c == '[' || c == ']')
-            .to_ascii_lowercase();
+        let host = unbracket(url.host_str().unwrap_or(""));
         let port = url.port_or_known_default();
         let allowed = matches!(url.scheme(), "http" | "https")
             && self
@@ -164,10 +164,11 @@ impl EgressClient {
                 }
             }));
         builder = match &settings.proxy {
-            Some(proxy) => builder.proxy(
-                reqwest::Proxy::all(proxy.as_str())
-                    .map_err(|e| EgressError::Client(e.to_string()))?,
-            ),
+            Some(proxy) => {
+                builder.proxy(reqwest::Proxy::all(proxy.expose_secret()).map_err(|_| {
+                    EgressError::Client("egress.proxy is not a usable proxy URL".into())
+                })?)
+            }
             None => builder.no_proxy(),
         };
         let http = builder

@@ -2,14 +2,18 @@
 //! storage, reached through Jira permissions.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
+pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod db;
 pub mod doctor;
 pub mod egress;
 pub mod http;
 pub mod jira;
+pub mod purge;
+pub mod secrets;
 pub mod storage;
 pub mod telemetry;
-pub mod audit;

@@ -25,8 +25,20 @@ pub struct Filter {
 }
 
 const COLUMNS: [&str; 14] = [
-    "seq", "at", "actor_key", "actor_name", "action", "target", "path", "size", "outcome",
-    "client_ip", "request_id", "details", "prev_hash", "hash",
+    "seq",
+    "at",
+    "actor_key",
+    "actor_name",
+    "action",
+    "target",
+    "path",
+    "size",
+    "outcome",
+    "client_ip",
+    "request_id",
+    "details",
+    "prev_hash",
+    "hash",
 ];
 
 /// Streams the matching rows, oldest first, to `out`; returns how many were written.
@@ -89,7 +101,11 @@ fn csv_line(row: &AuditRecord) -> String {
         hex::encode(&row.prev_hash),
         hex::encode(&row.hash),
     ];
-    fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",")
+    fields
+        .iter()
+        .map(|f| csv_field(f))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Quotes as RFC 4180 wants, and defuses spreadsheet formulas: a file named `=HYPERLINK(...)`

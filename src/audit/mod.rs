@@ -37,6 +37,15 @@ pub struct Actor {
     pub name: String,
 }
 
+impl From<&crate::auth::User> for Actor {
+    fn from(user: &crate::auth::User) -> Self {
+        Self {
+            key: user.key.clone(),
+            name: user.name.clone(),
+        }
+    }
+}
+
 impl Actor {
     /// An operator at the command line (`filebridge purge`, `keys rotate`).
     pub fn operator() -> Self {
@@ -147,7 +156,10 @@ impl AuditRecord {
             self.client_ip.as_deref(),
             self.request_id.as_deref(),
         ];
-        for field in fields.iter().chain(std::iter::once(&Some(details.as_str()))) {
+        for field in fields
+            .iter()
+            .chain(std::iter::once(&Some(details.as_str())))
+        {
             match field {
                 Some(text) => {
                     hasher.update([1u8]);
@@ -266,7 +278,8 @@ pub async fn purge_older_than(pool: &PgPool, days: u32, actor: Actor) -> Result<
     .execute(&mut *tx)
     .await?;
     let mut event = AuditEvent::new(actor, "audit.retention", Outcome::Success);
-    event.details = serde_json::json!({ "older_than_days": days, "removed": removed, "through_seq": seq });
+    event.details =
+        serde_json::json!({ "older_than_days": days, "removed": removed, "through_seq": seq });
     record(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(removed)

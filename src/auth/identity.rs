@@ -10,22 +10,29 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use moka::future::Cache;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use super::credentials::Presented;
 use super::session::{SessionKeys, derive_key};
-use super::{AuthError, User};
+use super::{ADMIN_PERMISSIONS, AuthError, User};
 use crate::config::MasterKey;
 use crate::jira::{Credential, JiraClient, JiraError};
-
-/// Jira's global permissions that make a user a filebridge administrator.
-const ADMIN_PERMISSIONS: [&str; 2] = ["ADMINISTER", "SYSTEM_ADMIN"];
 
 /// The outcome of authentication.
 pub struct Authenticated {
     pub user: Arc<User>,
     /// A fresh session token when the user was verified by Jira on this request.
     pub new_session: Option<String>,
+    /// The Jira credential the request carried, if any, to ask Jira as this user (per-issue
+    /// permissions). It lives only as long as the request.
+    pub jira: Option<JiraAccess>,
+}
+
+/// A Jira credential from the current request, with its keyed fingerprint (the cache key).
+#[derive(Clone)]
+pub struct JiraAccess {
+    pub credential: Arc<Credential>,
+    pub fingerprint: [u8; 32],
 }
 
 pub struct IdentityService {
@@ -71,34 +78,34 @@ impl IdentityService {
     /// An invalid session with nothing else to fall back on is a 401, never a redirect.
     pub async fn authenticate(&self, presented: Presented) -> Result<Authenticated, AuthError> {
         if let Some(token) = presented.bearer {
-            return self
-                .via_jira(b"bearer", Credential::Bearer(token), None)
-                .await;
+            let access = self.access(b"bearer", Credential::Bearer(token));
+            return self.via_jira(access, None).await;
         }
-        let binding = presented
+        let access = presented
             .jira_cookies
-            .as_ref()
-            .map(|cookies| hex::encode(&self.fingerprint(b"cookies", cookies)[..16]));
+            .map(|cookies| self.access(b"cookies", Credential::Cookies(cookies)));
+        let binding = access.as_ref().map(|a| hex::encode(&a.fingerprint[..16]));
         let mut session_problem = None;
         for token in &presented.sessions {
             match self.sessions.verify(token) {
-                Ok((user, bound)) if binding.is_none() || bound == binding => {
+                // A session started from Jira cookies counts only beside those same cookies; one
+                // started from a token only where no Jira cookies are sent.
+                Ok((user, bound)) if bound == binding => {
                     return Ok(Authenticated {
                         user: Arc::new(user),
                         new_session: None,
+                        jira: access,
                     });
                 }
-                Ok(_) => session_problem = Some("started with other Jira cookies"),
+                Ok(_) => session_problem = Some("not started with these Jira cookies"),
                 Err(reason) => session_problem = Some(reason),
             }
         }
         if let Some(reason) = session_problem {
             tracing::info!(reason, "filebridge session cookie refused");
         }
-        if let Some(cookies) = presented.jira_cookies {
-            return self
-                .via_jira(b"cookies", Credential::Cookies(cookies), binding)
-                .await;
+        if let Some(access) = access {
+            return self.via_jira(access, binding).await;
         }
         Err(match session_problem {
             Some(reason) => AuthError::SessionInvalid(reason),
@@ -108,21 +115,30 @@ impl IdentityService {
 
     async fn via_jira(
         &self,
-        kind: &[u8],
-        credential: Credential,
+        access: JiraAccess,
         binding: Option<String>,
     ) -> Result<Authenticated, AuthError> {
-        let secret = match &credential {
-            Credential::Bearer(s) | Credential::Cookies(s) => s,
-        };
-        let key = self.fingerprint(kind, secret);
         let user = self
             .cache
-            .try_get_with(key, self.ask_jira(&credential))
+            .try_get_with(access.fingerprint, self.ask_jira(&access.credential))
             .await
             .map_err(|e| (*e).clone())?;
         let new_session = Some(self.sessions.issue(&user, binding)?);
-        Ok(Authenticated { user, new_session })
+        Ok(Authenticated {
+            user,
+            new_session,
+            jira: Some(access),
+        })
+    }
+
+    fn access(&self, kind: &[u8], credential: Credential) -> JiraAccess {
+        let secret = match &credential {
+            Credential::Bearer(s) | Credential::Cookies(s) => s,
+        };
+        JiraAccess {
+            fingerprint: self.fingerprint(kind, secret),
+            credential: Arc::new(credential),
+        }
     }
 
     async fn ask_jira(&self, credential: &Credential) -> Result<Arc<User>, AuthError> {
@@ -153,8 +169,10 @@ impl IdentityService {
 
     /// A keyed hash of a credential: the cache key, and (for Jira cookies) the session binding.
     fn fingerprint(&self, kind: &[u8], secret: &SecretString) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.cache_key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        // HMAC accepts keys of any length, so this is `KeyInit::new` in all but name.
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.cache_key) else {
+            return Sha256::digest(secret.expose_secret().as_bytes()).into();
+        };
         mac.update(kind);
         mac.update(&[0]);
         mac.update(secret.expose_secret().as_bytes());
@@ -173,6 +191,8 @@ impl From<JiraError> for AuthError {
                 AuthError::JiraUnavailable { retry_after }
             }
             JiraError::BadResponse(detail) => AuthError::JiraBadResponse(detail),
+            // `myself` and `mypermissions` without context never answer 404.
+            JiraError::NotFound => AuthError::JiraBadResponse("unexpected 404".into()),
         }
     }
 }

@@ -17,8 +17,11 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use serde::Serialize;
 
 pub use credentials::{MAX_CREDENTIAL_BYTES, Presented, SESSION_COOKIE};
-pub use identity::{Authenticated, IdentityService};
+pub use identity::{Authenticated, IdentityService, JiraAccess};
 pub use session::{SessionKeys, derive_key};
+
+/// Jira's global permissions that make a user a filebridge administrator.
+pub const ADMIN_PERMISSIONS: [&str; 2] = ["ADMINISTER", "SYSTEM_ADMIN"];
 
 /// A user as Jira knows them. `key` is stable across renames; `name` is the login.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,6 +44,10 @@ pub enum AuthError {
     CredentialTooLarge,
     #[error("Jira did not accept the credentials")]
     Rejected,
+    #[error(
+        "this needs Jira credentials on the request (a personal access token or Jira's session cookies), so Jira can be asked what this user may do"
+    )]
+    JiraCredentialsRequired,
     #[error("the filebridge session is not valid ({0}); sign in to Jira again")]
     SessionInvalid(&'static str),
     #[error(
@@ -66,6 +73,32 @@ pub struct CurrentUser(pub Arc<User>);
 /// An authenticated Jira administrator (or admin-group member).
 pub struct AdminUser(pub Arc<User>);
 
+/// An authenticated user whose request carries a Jira credential, so Jira can be asked about
+/// their permissions on an issue or project.
+pub struct JiraCaller {
+    pub user: Arc<User>,
+    pub jira: JiraAccess,
+}
+
+impl FromRequest for JiraCaller {
+    type Error = crate::http::ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let authenticated = authenticate(&req).await?;
+            let jira = authenticated
+                .jira
+                .ok_or(AuthError::JiraCredentialsRequired)?;
+            Ok(JiraCaller {
+                user: authenticated.user,
+                jira,
+            })
+        })
+    }
+}
+
 /// Settings the extractors need besides the identity service.
 pub struct AuthContext {
     pub identity: IdentityService,
@@ -79,7 +112,7 @@ impl FromRequest for CurrentUser {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move { Ok(CurrentUser(authenticate(&req).await?)) })
+        Box::pin(async move { Ok(CurrentUser(authenticate(&req).await?.user)) })
     }
 }
 
@@ -90,7 +123,7 @@ impl FromRequest for AdminUser {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let user = authenticate(&req).await?;
+            let user = authenticate(&req).await?.user;
             if !user.is_admin {
                 return Err(AuthError::NotAdmin.into());
             }
@@ -99,7 +132,7 @@ impl FromRequest for AdminUser {
     }
 }
 
-async fn authenticate(req: &HttpRequest) -> Result<Arc<User>, AuthError> {
+async fn authenticate(req: &HttpRequest) -> Result<Authenticated, AuthError> {
     let ctx = req
         .app_data::<web::Data<AuthContext>>()
         .ok_or_else(|| AuthError::Internal("authentication is not configured".into()))?;
@@ -107,12 +140,12 @@ async fn authenticate(req: &HttpRequest) -> Result<Arc<User>, AuthError> {
     if presented.uses_cookies() && !is_safe(req.method()) && !same_site(req, &ctx.public_origin) {
         return Err(AuthError::CrossSite);
     }
-    let authenticated = ctx.identity.authenticate(presented).await?;
-    if let Some(token) = authenticated.new_session {
+    let mut authenticated = ctx.identity.authenticate(presented).await?;
+    if let Some(token) = authenticated.new_session.take() {
         let cookie = ctx.identity.sessions().cookie(token);
         req.extensions_mut().insert(PendingSession(cookie));
     }
-    Ok(authenticated.user)
+    Ok(authenticated)
 }
 
 fn is_safe(method: &Method) -> bool {

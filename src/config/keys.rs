@@ -52,6 +52,7 @@ pub const KEYS: &[Key] = &[
     scalar("server.tls_cert_file", None),
     scalar("server.tls_key_file", None),
     scalar("server.shutdown_grace", Some("30s")),
+    scalar("server.max_upload_bytes", Some("0")),
     secret(
         "database.url",
         Some("postgres://filebridge@localhost/filebridge"),
@@ -71,7 +72,7 @@ pub const KEYS: &[Key] = &[
     scalar("security.identity_cache_ttl", Some("60s")),
     list("security.admin_groups", &[]),
     list("egress.allow", &[]),
-    scalar("egress.proxy", None),
+    secret("egress.proxy", None),
     scalar("egress.ca_file", None),
     scalar("log.format", Some("json")),
     scalar("log.level", Some("info")),

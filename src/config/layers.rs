@@ -321,9 +321,19 @@ fn type_error(error: config::ConfigError) -> String {
 
 /// The dotted names of every value in a TOML document; refuses names filebridge does not know.
 fn toml_keys(path: &Path, text: &str) -> Result<Vec<String>, ConfigError> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+    // Only the position and the parser's message: its Display quotes the offending line,
+    // which may hold a password.
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        let position = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+            format!("line {line}, column {column}: ")
+        });
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: format!("{}{}", position.unwrap_or_default(), e.message()),
+        }
     })?;
     let mut names = Vec::new();
     for (section, value) in &table {

@@ -64,9 +64,13 @@ pub struct ServerSettings {
     pub base_path: String,
     /// How users reach filebridge; its origin is the only one accepted for CSRF checks.
     pub public_url: Url,
+    /// False when `public_url` was derived from `listen`, which is wrong behind a proxy.
+    pub public_url_configured: bool,
     pub trusted_proxies: Vec<IpNet>,
     pub tls: Option<TlsFiles>,
     pub shutdown_grace: Duration,
+    /// Largest upload accepted; `None` is unlimited (the storage's own limits still apply).
+    pub max_upload_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,7 +108,8 @@ pub struct SecuritySettings {
 #[derive(Debug, Clone)]
 pub struct EgressSettings {
     pub allow: Vec<String>,
-    pub proxy: Option<Url>,
+    /// A URL that may hold credentials, so wrapped like any secret.
+    pub proxy: Option<SecretString>,
     pub ca_file: Option<PathBuf>,
 }
 
@@ -174,8 +179,10 @@ impl Settings {
 fn server(layers: &Layered) -> Result<ServerSettings, ConfigError> {
     let listen: SocketAddr = layers.required("server.listen")?;
     let base_path = base_path(layers)?;
-    let public_url = match layers.string("server.public_url")? {
-        Some(text) => http_url(layers, "server.public_url", &text)?,
+    let public_url_text = layers.string("server.public_url")?;
+    let public_url_configured = public_url_text.is_some();
+    let public_url = match public_url_text {
+        Some(text) => http_url(layers, "server.public_url", &text, Userinfo::Refused)?,
         None => Url::parse(&format!("http://{listen}{base_path}"))
             .map_err(|e| layers.invalid("server.listen", e))?,
     };
@@ -210,9 +217,19 @@ fn server(layers: &Layered) -> Result<ServerSettings, ConfigError> {
         listen,
         base_path,
         public_url,
+        public_url_configured,
+        max_upload_bytes: Some(layers.required::<u64>("server.max_upload_bytes")?)
+            .filter(|n| *n > 0),
         trusted_proxies,
         tls,
-        shutdown_grace: layers.duration("server.shutdown_grace")?,
+        shutdown_grace: {
+            let grace = layers.duration("server.shutdown_grace")?;
+            // actix counts whole seconds; less would mean no grace at all.
+            if grace < Duration::from_secs(1) {
+                return Err(layers.invalid("server.shutdown_grace", "must be at least 1s"));
+            }
+            grace
+        },
     })
 }
 
@@ -238,15 +255,35 @@ fn base_path(layers: &Layered) -> Result<String, ConfigError> {
     Ok(trimmed.to_string())
 }
 
-fn http_url(layers: &Layered, key: &str, text: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(text.trim()).map_err(|e| layers.invalid(key, format!("`{text}`: {e}")))?;
+/// An http(s) URL. Messages quote the value only when it holds no credentials.
+fn http_url(
+    layers: &Layered,
+    key: &str,
+    text: &str,
+    userinfo: Userinfo,
+) -> Result<Url, ConfigError> {
+    let shown = if text.contains('@') {
+        "the URL".to_string()
+    } else {
+        format!("`{text}`")
+    };
+    let url = Url::parse(text.trim()).map_err(|e| layers.invalid(key, format!("{shown}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(layers.invalid(key, format!("`{text}` must be an http:// or https:// URL")));
+        return Err(layers.invalid(key, format!("{shown} must be an http:// or https:// URL")));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(layers.invalid(key, format!("`{text}` must not carry a query or fragment")));
+        return Err(layers.invalid(key, format!("{shown} must not carry a query or fragment")));
+    }
+    if userinfo == Userinfo::Refused && (!url.username().is_empty() || url.password().is_some()) {
+        return Err(layers.invalid(key, "must not contain a user name or password"));
     }
     Ok(url)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Userinfo {
+    Allowed,
+    Refused,
 }
 
 fn database(layers: &Layered) -> Result<DatabaseSettings, ConfigError> {
@@ -267,7 +304,7 @@ fn database(layers: &Layered) -> Result<DatabaseSettings, ConfigError> {
 fn jira(layers: &Layered) -> Result<JiraSettings, ConfigError> {
     let base_url = match layers.string("jira.base_url")? {
         Some(text) => {
-            let mut url = http_url(layers, "jira.base_url", &text)?;
+            let mut url = http_url(layers, "jira.base_url", &text, Userinfo::Refused)?;
             // Jira's context path, without a trailing slash, so joins add exactly one.
             let path = url.path().trim_end_matches('/').to_string();
             url.set_path(&path);
@@ -290,8 +327,10 @@ fn security(layers: &Layered) -> Result<SecuritySettings, ConfigError> {
         Some(text) => Some(master_key(layers, &text)?),
     };
     let session_ttl = layers.duration("security.session_ttl")?;
-    if session_ttl < Duration::from_secs(60) {
-        return Err(layers.invalid("security.session_ttl", "must be at least 1m"));
+    if session_ttl < Duration::from_secs(60) || session_ttl > Duration::from_secs(24 * 3600) {
+        // The session carries the admin flag, so its life bounds how long a revoked Jira
+        // admin keeps admin rights here.
+        return Err(layers.invalid("security.session_ttl", "must be between 1m and 24h"));
     }
     Ok(SecuritySettings {
         master_key,
@@ -319,8 +358,17 @@ fn master_key(layers: &Layered, text: &SecretString) -> Result<MasterKey, Config
 }
 
 fn egress(layers: &Layered) -> Result<EgressSettings, ConfigError> {
-    let proxy = match layers.string("egress.proxy")? {
-        Some(text) => Some(http_url(layers, "egress.proxy", &text)?),
+    // The proxy URL may carry credentials: a secret key (so also `proxy_file`), kept wrapped.
+    let proxy = match layers.secret("egress.proxy")? {
+        Some(text) => {
+            http_url(
+                layers,
+                "egress.proxy",
+                text.expose_secret(),
+                Userinfo::Allowed,
+            )?;
+            Some(text)
+        }
         None => None,
     };
     Ok(EgressSettings {

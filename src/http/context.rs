@@ -92,11 +92,14 @@ pub async fn request_context(
         .filter(|v| trusted_peer && acceptable_request_id(v))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let forwarded_for = req
+    // Every X-Forwarded-For line, in order: a proxy may append its own line after one the
+    // client wrote, and the rightmost hops are the ones the trusted proxies vouch for.
+    let lines: Vec<String> = req
         .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+        .get_all("x-forwarded-for")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    let forwarded_for = (!lines.is_empty()).then(|| lines.join(","));
     let client_ip = match &policy {
         Some(p) => p.client_ip(peer, forwarded_for.as_deref()),
         None => peer,

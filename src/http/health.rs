@@ -21,9 +21,9 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(pool: web::Data<PgPool>) -> Result<HttpResponse, ApiError> {
     let status = tokio::time::timeout(READINESS_TIMEOUT, db::schema_status(&pool))
         .await
-        .map_err(|_| ApiError::NotReady("the database did not answer in time".into()))?
+        .map_err(|_| ApiError::Database(DbError::Timeout(READINESS_TIMEOUT)))?
         .map_err(|e| match e {
-            DbError::Unreachable(_) => ApiError::Database(e),
+            DbError::Unreachable(_) | DbError::Timeout(_) => ApiError::Database(e),
             other => ApiError::NotReady(other.to_string()),
         })?;
     match status {

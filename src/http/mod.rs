@@ -1,10 +1,15 @@
 //! HTTP routes, all under `server.base_path`.
 
 mod admin;
+mod audit;
+mod connections;
 mod context;
+mod files;
 mod health;
+mod mappings;
 mod me;
 mod problem;
+mod transfer;
 
 use actix_web::{HttpRequest, web};
 
@@ -28,9 +33,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, base_path: &str) {
             )
             .service(
                 web::scope("/api/v1")
+                    .configure(connections::routes)
                     .service(resource("/me").get(me::me))
                     .service(resource("/session").delete(me::end_session))
-                    .service(resource("/admin/egress").get(admin::egress_report)),
+                    .service(resource("/admin/egress").get(admin::egress_report))
+                    .service(resource("/admin/audit").get(audit::list))
+                    .service(
+                        resource("/admin/projects/{key}/mapping")
+                            .get(mappings::get)
+                            .put(mappings::put)
+                            .delete(mappings::delete),
+                    )
+                    .configure(files::routes),
             ),
     );
 }

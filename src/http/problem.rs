@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::audit::AuditError;
 use crate::auth::AuthError;
+use crate::broker::BrokerError;
 use crate::db::DbError;
 use crate::storage::StorageError;
 
@@ -23,6 +24,8 @@ pub enum ApiError {
     Auth(#[from] AuthError),
     #[error("no such resource")]
     NotFound,
+    #[error("{0}")]
+    NotMapped(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -31,6 +34,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("the upload is larger than the limit of {0} bytes")]
     PayloadTooLarge(u64),
     #[error(transparent)]
@@ -83,6 +88,11 @@ impl ApiError {
                     "jira_rejected_credentials",
                     "Jira rejected the credentials",
                 ),
+                A::JiraCredentialsRequired => (
+                    StatusCode::UNAUTHORIZED,
+                    "jira_credentials_required",
+                    "Jira credentials required",
+                ),
                 A::SessionInvalid(_) => (
                     StatusCode::UNAUTHORIZED,
                     "session_invalid",
@@ -115,6 +125,7 @@ impl ApiError {
                 ),
             },
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+            ApiError::NotMapped(_) => (StatusCode::NOT_FOUND, "not_mapped", "No storage mapped"),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -123,6 +134,11 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", "Bad request"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::PreconditionFailed(_) => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "Precondition failed",
+            ),
             ApiError::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
@@ -149,6 +165,20 @@ impl ApiError {
     }
 }
 
+impl From<BrokerError> for ApiError {
+    fn from(error: BrokerError) -> Self {
+        match error {
+            BrokerError::NotFound => ApiError::NotFound,
+            e @ BrokerError::NotMapped(_) => ApiError::NotMapped(e.to_string()),
+            e @ BrokerError::Forbidden(_) => ApiError::Forbidden(e.to_string()),
+            BrokerError::Jira(e) => ApiError::Auth(AuthError::from(e)),
+            BrokerError::Storage(e) => ApiError::Storage(e),
+            BrokerError::Database(e) => ApiError::Database(DbError::Unreachable(e)),
+            BrokerError::Connection(reason) => ApiError::Storage(StorageError::Backend(reason)),
+        }
+    }
+}
+
 /// Storage failures keep the storage's stable code; the status says whose fault it was.
 fn storage_status(error: &StorageError) -> (StatusCode, &'static str, &'static str) {
     use StorageError as S;
@@ -161,7 +191,9 @@ fn storage_status(error: &StorageError) -> (StatusCode, &'static str, &'static s
         S::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable"),
         S::InvalidName(_) => (StatusCode::BAD_REQUEST, "Invalid name"),
         S::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "Too large"),
-        S::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "Range not satisfiable"),
+        S::RangeNotSatisfiable { .. } => {
+            (StatusCode::RANGE_NOT_SATISFIABLE, "Range not satisfiable")
+        }
         S::Interrupted(_) => (StatusCode::BAD_REQUEST, "Upload interrupted"),
         S::Backend(_) => (StatusCode::BAD_GATEWAY, "Storage error"),
     };
@@ -187,8 +219,12 @@ impl ResponseError for ApiError {
             "the database is unavailable; try again shortly".to_string()
         } else if let ApiError::Audit(e) = self {
             tracing::warn!(error = %e, "audit trail unavailable");
-            "the audit trail could not be written, so nothing was done; try again shortly".to_string()
-        } else if let ApiError::Storage(e @ (StorageError::Backend(_) | StorageError::Unavailable(_))) = self {
+            "the audit trail could not be written, so nothing was done; try again shortly"
+                .to_string()
+        } else if let ApiError::Storage(
+            e @ (StorageError::Backend(_) | StorageError::Unavailable(_)),
+        ) = self
+        {
             // Backend messages can carry server internals; the log has them, the client a summary.
             tracing::warn!(error = %e, "storage failure");
             match e {

@@ -18,6 +18,9 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 pub enum JiraError {
     #[error("Jira refused the credentials")]
     Unauthorized,
+    /// Jira answers 404 both for what does not exist and for what the user may not see.
+    #[error("not found, or not visible to this user")]
+    NotFound,
     #[error("Jira did not answer within {0:?}")]
     Timeout(Duration),
     #[error("Jira is unreachable: {0}")]
@@ -61,6 +64,34 @@ pub struct Groups {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Group {
     pub name: String,
+}
+
+/// An issue as far as filebridge needs it: ids and keys only, never content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueRef {
+    pub id: String,
+    pub key: String,
+    pub project_id: String,
+    pub project_key: String,
+}
+
+#[derive(Deserialize)]
+struct IssueAnswer {
+    id: String,
+    key: String,
+    fields: IssueFields,
+}
+
+#[derive(Deserialize)]
+struct IssueFields {
+    project: ProjectRef,
+}
+
+/// A project's id and key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ProjectRef {
+    pub id: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +140,53 @@ impl JiraClient {
         credential: &Credential,
     ) -> Result<HashSet<String>, JiraError> {
         let answer: Permissions = self.get_json("mypermissions", Some(credential)).await?;
+        Ok(answer
+            .permissions
+            .into_iter()
+            .filter(|(_, p)| p.have_permission)
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// The issue's ids and project, as the user sees it (404 when they may not).
+    pub async fn issue(&self, credential: &Credential, key: &str) -> Result<IssueRef, JiraError> {
+        let answer: IssueAnswer = self
+            .get_json(
+                &format!("issue/{}?fields=project", path_segment(key)),
+                Some(credential),
+            )
+            .await?;
+        Ok(IssueRef {
+            id: answer.id,
+            key: answer.key,
+            project_id: answer.fields.project.id,
+            project_key: answer.fields.project.key,
+        })
+    }
+
+    /// A project's id and key, as the caller sees it (404 when they may not).
+    pub async fn project(
+        &self,
+        credential: &Credential,
+        key: &str,
+    ) -> Result<ProjectRef, JiraError> {
+        self.get_json(&format!("project/{}", path_segment(key)), Some(credential))
+            .await
+    }
+
+    /// The permissions the user holds on an issue (`issueKey`) or a project (`projectKey`).
+    pub async fn permissions_on(
+        &self,
+        credential: &Credential,
+        scope: PermissionScope<'_>,
+    ) -> Result<HashSet<String>, JiraError> {
+        let query = match scope {
+            PermissionScope::Issue(key) => format!("mypermissions?issueKey={}", path_segment(key)),
+            PermissionScope::Project(key) => {
+                format!("mypermissions?projectKey={}", path_segment(key))
+            }
+        };
+        let answer: Permissions = self.get_json(&query, Some(credential)).await?;
         Ok(answer
             .permissions
             .into_iter()
@@ -179,12 +257,28 @@ impl JiraClient {
                 retry_after,
             });
         }
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(JiraError::NotFound);
+        }
         if !status.is_success() {
             return Err(JiraError::BadResponse(format!("HTTP {status}")));
         }
         let body = read_limited(response, self.timeout).await?;
         serde_json::from_slice(&body).map_err(|e| JiraError::BadResponse(format!("{e}")))
     }
+}
+
+/// What a permission question is about.
+#[derive(Debug, Clone, Copy)]
+pub enum PermissionScope<'a> {
+    Issue(&'a str),
+    Project(&'a str),
+}
+
+/// Percent-encodes a key for a URL path or query (keys are `[A-Z0-9_]+-\d+` in practice, but
+/// they come from requests).
+fn path_segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 fn sensitive(value: &str) -> Result<HeaderValue, JiraError> {

@@ -3,4 +3,6 @@
 
 mod client;
 
-pub use client::{Credential, JiraClient, JiraError, Myself, ServerInfo};
+pub use client::{
+    Credential, IssueRef, JiraClient, JiraError, Myself, PermissionScope, ProjectRef, ServerInfo,
+};

@@ -15,5 +15,7 @@ pub fn open(
     egress: &EgressClient,
 ) -> Result<Arc<dyn Storage>, StorageError> {
     let _ = (settings, secrets, egress);
-    Err(StorageError::Backend("the s3 storage kind is not available yet".into()))
+    Err(StorageError::Backend(
+        "the s3 storage kind is not available yet".into(),
+    ))
 }

@@ -375,3 +375,78 @@ async fn serve_refuses_a_database_newer_than_the_binary() {
         );
     }
 }
+
+#[tokio::test]
+async fn audit_verify_export_and_purge_work_from_the_command_line() {
+    let w = world().await;
+    assert_eq!(run(&w.env, &["migrate"]).await.0, 0);
+    let pool = sqlx::PgPool::connect(&w.env["FILEBRIDGE__DATABASE__URL"])
+        .await
+        .unwrap();
+    for action in ["file.upload", "file.download"] {
+        let event = filebridge::audit::AuditEvent::new(
+            filebridge::audit::Actor {
+                key: "JIRAUSER1".into(),
+                name: "alice".into(),
+            },
+            action,
+            filebridge::audit::Outcome::Success,
+        );
+        filebridge::audit::record_alone(&pool, &event)
+            .await
+            .unwrap();
+    }
+    let (code, stdout, _) = run(&w.env, &["audit", "verify"]).await;
+    assert_eq!(code, 0);
+    assert!(stdout.contains("intact: 2 events"), "{stdout}");
+
+    let (code, stdout, stderr) = run(&w.env, &["audit", "export", "--format", "csv"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert!(stdout.contains("file.upload") && stderr.contains("2 audit events exported"));
+    let (code, stdout, _) = run(
+        &w.env,
+        &[
+            "audit",
+            "export",
+            "--format",
+            "jsonl",
+            "--since",
+            "2999-01-01T00:00:00Z",
+        ],
+    )
+    .await;
+    assert_eq!((code, stdout.as_str()), (0, ""));
+    let (code, _, stderr) = run(
+        &w.env,
+        &["audit", "export", "--format", "csv", "--since", "soon"],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--since"), "{stderr}");
+
+    sqlx::query("UPDATE audit_events SET actor_name = 'mallory' WHERE seq = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (code, _, stderr) = run(&w.env, &["audit", "verify"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("BROKEN") && stderr.contains("row 1"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run(&w.env, &["purge"]).await;
+    assert_eq!(code, 1, "purge needs --yes");
+    assert!(stderr.contains("--yes"));
+    let (code, _, stderr) = run(&w.env, &["purge", "--yes"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("audit_events"), "{stderr}");
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0);
+}

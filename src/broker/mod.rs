@@ -1,0 +1,197 @@
+//! The broker: from "this user wants to do that in this issue's folder" to a storage
+//! operation, with Jira's permissions checked first and the act audited.
+//!
+//! Authorisation lives in the types: a [`FolderHandle`] exists only after [`Broker::authorize`]
+//! has asked Jira (as the user) for their permissions on the issue or project and found the one
+//! the operation needs. Every file operation goes through a handle.
+
+mod access;
+mod folder;
+pub mod mapping;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub use access::{Access, Scope};
+pub use folder::FolderHandle;
+
+use crate::auth::JiraCaller;
+use crate::egress::EgressClient;
+use crate::jira::{JiraClient, JiraError};
+use crate::secrets::SecretCipher;
+use crate::storage::{Storage, StorageError, registry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The issue or project does not exist, or the user may not see it: one answer for both,
+    /// so nobody learns what exists by probing.
+    #[error("no such issue or project, or you may not see it")]
+    NotFound,
+    #[error("project {0} has no storage mapped; an administrator can map it")]
+    NotMapped(String),
+    #[error("you need Jira's {0} permission for this")]
+    Forbidden(&'static str),
+    #[error(transparent)]
+    Jira(#[from] JiraError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the storage connection cannot be opened: {0}")]
+    Connection(String),
+}
+
+/// What an operation needs from Jira.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// BROWSE_PROJECTS
+    Read,
+    /// CREATE_ATTACHMENTS (and BROWSE_PROJECTS)
+    Write,
+    /// DELETE_ALL_ATTACHMENTS, or DELETE_OWN_ATTACHMENTS for what the user uploaded
+    Delete,
+}
+
+pub struct Broker {
+    pool: PgPool,
+    jira: JiraClient,
+    cipher: Arc<SecretCipher>,
+    egress: EgressClient,
+    /// Jira's answer per (credential, issue or project), briefly; concurrent first checks
+    /// share one call.
+    access: Cache<([u8; 32], Scope), Arc<Access>>,
+    /// Opened storages by connection id, so connections are not re-opened per request.
+    storages: Cache<Uuid, Arc<dyn Storage>>,
+}
+
+impl Broker {
+    pub fn new(
+        pool: PgPool,
+        jira: JiraClient,
+        cipher: Arc<SecretCipher>,
+        egress: EgressClient,
+        access_ttl: Duration,
+    ) -> Self {
+        Self {
+            pool,
+            jira,
+            cipher,
+            egress,
+            access: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(access_ttl)
+                .build(),
+            // Short, so a changed connection takes effect within a minute on every node.
+            storages: Cache::builder()
+                .max_capacity(1_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        }
+    }
+
+    /// Forgets an opened storage (after an admin changed or removed its connection).
+    pub async fn forget_connection(&self, id: Uuid) {
+        self.storages.invalidate(&id).await;
+    }
+
+    /// Checks that `caller` may do `need` in the folder of `scope`, and opens it.
+    pub async fn authorize(
+        &self,
+        caller: &JiraCaller,
+        scope: Scope,
+        need: Need,
+    ) -> Result<FolderHandle, BrokerError> {
+        let access = self.access_for(caller, scope.clone()).await?;
+        let read = access.permissions.contains("BROWSE_PROJECTS");
+        if !read {
+            // Jira lets some users see an issue without browse rights on the project; for
+            // files, browsing is the floor.
+            return Err(BrokerError::Forbidden("BROWSE_PROJECTS"));
+        }
+        match need {
+            Need::Read => {}
+            Need::Write if !access.permissions.contains("CREATE_ATTACHMENTS") => {
+                return Err(BrokerError::Forbidden("CREATE_ATTACHMENTS"));
+            }
+            Need::Write => {}
+            Need::Delete
+                if !access.permissions.contains("DELETE_ALL_ATTACHMENTS")
+                    && !access.permissions.contains("DELETE_OWN_ATTACHMENTS") =>
+            {
+                return Err(BrokerError::Forbidden("DELETE_ALL_ATTACHMENTS"));
+            }
+            Need::Delete => {}
+        }
+        let mapping = mapping::by_project_id(&self.pool, &access.project_id)
+            .await?
+            .ok_or_else(|| BrokerError::NotMapped(access.project_key.clone()))?;
+        let storage = self.storage(mapping.connection_id).await?;
+        FolderHandle::new(
+            storage,
+            mapping,
+            access,
+            caller.user.clone(),
+            self.pool.clone(),
+        )
+    }
+
+    async fn access_for(
+        &self,
+        caller: &JiraCaller,
+        scope: Scope,
+    ) -> Result<Arc<Access>, BrokerError> {
+        let key = (caller.jira.fingerprint, scope.clone());
+        let credential = Arc::clone(&caller.jira.credential);
+        let jira = self.jira.clone();
+        self.access
+            .try_get_with(key, async move {
+                access::ask(&jira, &credential, &scope).await.map(Arc::new)
+            })
+            .await
+            .map_err(|e| match &*e {
+                JiraError::NotFound => BrokerError::NotFound,
+                other => BrokerError::Jira(clone_jira_error(other)),
+            })
+    }
+
+    async fn storage(&self, id: Uuid) -> Result<Arc<dyn Storage>, BrokerError> {
+        let pool = self.pool.clone();
+        let cipher = Arc::clone(&self.cipher);
+        let egress = self.egress.clone();
+        self.storages
+            .try_get_with(id, async move {
+                let (kind, settings, secrets) =
+                    crate::connections::load_for_use(&pool, &cipher, id)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                registry::open(&kind, &settings, &secrets, &egress).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| BrokerError::Connection((*e).clone()))
+    }
+}
+
+/// Jira errors are not `Clone` (they may wrap egress errors); rebuild the shareable part.
+fn clone_jira_error(error: &JiraError) -> JiraError {
+    match error {
+        JiraError::Unauthorized => JiraError::Unauthorized,
+        JiraError::NotFound => JiraError::NotFound,
+        JiraError::Timeout(d) => JiraError::Timeout(*d),
+        JiraError::Unavailable {
+            status,
+            retry_after,
+        } => JiraError::Unavailable {
+            status: *status,
+            retry_after: *retry_after,
+        },
+        other => JiraError::Unreachable(other.to_string()),
+    }
+}
+
+/// Permissions as Jira reports them.
+pub type Permissions = HashSet<String>;
