@@ -20,6 +20,12 @@ const MAX_NAME_CHARS: usize = 100;
 const MAX_SECRET_NAME: usize = 64;
 /// Generous for tokens and PEM keys; anything larger is a mistake, not a credential.
 const MAX_SECRET_BYTES: usize = 64 * 1024;
+/// A settings key containing one of these holds a credential, which belongs in `secrets`.
+#[rustfmt::skip]
+const CREDENTIAL_WORDS: &[&str] = &[
+    "password", "passwd", "passphrase", "secret", "credential", "private_key", "privatekey",
+    "api_key", "apikey",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
@@ -101,10 +107,6 @@ impl ConnectionSpec {
             settings,
         })
     }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
 }
 
 /// Checks a secret's name and value; the error names the secret, never its value.
@@ -133,20 +135,9 @@ fn secret_looking_key(value: &serde_json::Value) -> Option<String> {
     match value {
         serde_json::Value::Object(map) => map.iter().find_map(|(key, inner)| {
             let k = key.to_ascii_lowercase().replace('-', "_");
-            let strong = [
-                "password",
-                "passwd",
-                "passphrase",
-                "secret",
-                "credential",
-                "private_key",
-                "privatekey",
-                "api_key",
-                "apikey",
-            ];
             // `token` and `key` alone are too common as parts of harmless names
             // (`token_url`, `access_key_id`), so only as the whole key or its end.
-            let looks = strong.iter().any(|w| k.contains(w))
+            let looks = CREDENTIAL_WORDS.iter().any(|w| k.contains(w))
                 || k.ends_with("token")
                 || k == "key"
                 || k == "authorization";
@@ -319,27 +310,42 @@ pub async fn load_for_use(
     cipher: &SecretCipher,
     id: Uuid,
 ) -> Result<(String, serde_json::Value, HashMap<String, SecretString>), ConnectionError> {
-    let row: Option<(String, serde_json::Value)> =
-        sqlx::query_as("SELECT kind, settings FROM connections WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-    let (kind, settings) = row.ok_or(ConnectionError::NotFound)?;
-    let rows: Vec<(String, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-        "SELECT name, key_id, nonce, ciphertext FROM connection_secrets WHERE connection_id = $1",
+    // One statement, so settings and secrets come from the same snapshot even while an
+    // admin updates the connection.
+    type Row = (
+        String,
+        serde_json::Value,
+        Option<String>,
+        Option<String>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT c.kind, c.settings, s.name, s.key_id, s.nonce, s.ciphertext
+         FROM connections c LEFT JOIN connection_secrets s ON s.connection_id = c.id
+         WHERE c.id = $1",
     )
     .bind(id)
     .fetch_all(pool)
     .await?;
+    let (kind, settings) = match rows.first() {
+        Some((kind, settings, ..)) => (kind.clone(), settings.clone()),
+        None => return Err(ConnectionError::NotFound),
+    };
     let mut secrets = HashMap::with_capacity(rows.len());
-    for (name, key_id, nonce, ciphertext) in rows {
-        let sealed = Sealed {
-            key_id,
-            nonce,
-            ciphertext,
-        };
-        let value = cipher.open(&sealed, &secrets::aad(id, &name))?;
-        secrets.insert(name, value);
+    for (_, _, name, key_id, nonce, ciphertext) in rows {
+        // A connection without secrets joins to one row of NULLs.
+        if let (Some(name), Some(key_id), Some(nonce), Some(ciphertext)) =
+            (name, key_id, nonce, ciphertext)
+        {
+            let sealed = Sealed {
+                key_id,
+                nonce,
+                ciphertext,
+            };
+            let value = cipher.open(&sealed, &secrets::aad(id, &name))?;
+            secrets.insert(name, value);
+        }
     }
     Ok((kind, settings, secrets))
 }
@@ -387,27 +393,13 @@ mod tests {
 
     #[test]
     fn credentials_in_settings_are_refused_with_a_pointer_to_secrets() {
-        for key in [
-            "password",
-            "Secret",
-            "client_secret",
-            "api-key",
-            "access_token",
-            "token",
-        ] {
+        for key in "password Secret client_secret api-key access_token token".split(' ') {
             let err = spec(json!({ key: "x" })).unwrap_err().to_string();
             assert!(err.contains(key) && err.contains("secrets"), "{key}: {err}");
         }
         let nested = spec(json!({"auth": {"bearerToken": "x"}})).unwrap_err();
         assert!(nested.to_string().contains("bearerToken"));
-        for harmless in [
-            "url",
-            "username",
-            "access_key_id",
-            "token_url",
-            "region",
-            "root",
-        ] {
+        for harmless in "url username access_key_id token_url region root".split(' ') {
             assert!(spec(json!({ harmless: "x" })).is_ok(), "{harmless}");
         }
     }

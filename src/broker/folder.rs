@@ -159,17 +159,22 @@ impl FolderHandle {
     }
 
     /// DELETE_ALL_ATTACHMENTS may delete anything; DELETE_OWN_ATTACHMENTS only a file the
-    /// user uploaded (by the audit trail: the last successful upload of that path here was
-    /// theirs). Folders need DELETE_ALL_ATTACHMENTS.
+    /// user put there (by the audit trail: the last successful upload to, or move to, that
+    /// path here was theirs — moving needed delete rights on the source, so a mover owns the
+    /// result). Folders need DELETE_ALL_ATTACHMENTS.
     pub async fn may_delete(&self, relative: &StoragePath) -> Result<(), BrokerError> {
         if self.access.permissions.contains("DELETE_ALL_ATTACHMENTS") {
             return Ok(());
+        }
+        if !self.access.permissions.contains("DELETE_OWN_ATTACHMENTS") {
+            return Err(BrokerError::Forbidden("DELETE_OWN_ATTACHMENTS"));
         }
         let item = self.stat(relative).await?;
         if item.kind == crate::storage::ItemKind::File {
             let uploader: Option<String> = sqlx::query_scalar(
                 "SELECT actor_key FROM audit_events
-                 WHERE action = 'file.upload' AND outcome = 'success' AND target = $1 AND path = $2
+                 WHERE action IN ('file.upload', 'file.move') AND outcome = 'success'
+                   AND target = $1 AND path = $2
                  ORDER BY seq DESC LIMIT 1",
             )
             .bind(self.target())

@@ -126,6 +126,26 @@ pub async fn audited<T>(
     size: Option<u64>,
     result: Result<T, BrokerError>,
 ) -> Result<T, ApiError> {
+    audited_with(
+        req,
+        pool,
+        handle,
+        (action, path, size),
+        serde_json::json!({}),
+        result,
+    )
+    .await
+}
+
+/// [`audited`] with extra details (a move's source).
+pub async fn audited_with<T>(
+    req: &HttpRequest,
+    pool: &PgPool,
+    handle: &FolderHandle,
+    (action, path, size): (&'static str, &str, Option<u64>),
+    mut details: serde_json::Value,
+    result: Result<T, BrokerError>,
+) -> Result<T, ApiError> {
     let outcome = match &result {
         Ok(_) => Outcome::Success,
         Err(BrokerError::Storage(e)) => Outcome::Failed(e.code()),
@@ -136,7 +156,8 @@ pub async fn audited<T>(
     event.target = Some(handle.target());
     event.path = Some(path.to_string());
     event.size = size.and_then(|s| i64::try_from(s).ok());
-    event.details = serde_json::json!({ "storage": handle.storage_kind() });
+    details["storage"] = serde_json::Value::from(handle.storage_kind());
+    event.details = details;
     let recorded = audit::record_alone(pool, &event).await;
     let value = result?;
     recorded?;
@@ -235,8 +256,16 @@ async fn move_item(
         handle.rename(&from, &to).await
     }
     .await;
-    let label = format!("{from} -> {to}");
-    let item = audited(&req, &pool, &handle, "file.move", &label, None, result).await?;
+    let details = serde_json::json!({ "from": from.to_string() });
+    let item = audited_with(
+        &req,
+        &pool,
+        &handle,
+        ("file.move", &to.to_string(), None),
+        details,
+        result,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(item))
 }
 

@@ -129,10 +129,9 @@ pub async fn download(
         .await?;
         let mut response = HttpResponse::Ok();
         file_headers(&mut response, &item);
-        if let Some(size) = item.size {
-            response.no_chunking(size);
-        }
-        return Ok(response.finish());
+        // A sized, empty body: actix sends its size as Content-Length and, for HEAD, no body.
+        let nothing = futures_util::stream::empty::<Result<Bytes, actix_web::Error>>();
+        return Ok(response.body(SizedStream::new(item.size.unwrap_or(0), nothing)));
     }
     let range = req
         .headers()

@@ -275,10 +275,17 @@ pub enum PermissionScope<'a> {
     Project(&'a str),
 }
 
+/// Everything but RFC 3986's unreserved characters is encoded.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes a key for a URL path or query (keys are `[A-Z0-9_]+-\d+` in practice, but
 /// they come from requests).
 fn path_segment(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
 }
 
 fn sensitive(value: &str) -> Result<HeaderValue, JiraError> {

@@ -6,6 +6,7 @@ mod cli;
 mod config_loading;
 mod connections;
 mod fake_jira_schema;
+mod files;
 mod health;
 mod helpers;
 mod identity;
