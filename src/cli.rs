@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{Application, Migrations};
-use crate::config::{Settings, Sources};
+use crate::config::{MasterKey, Settings, Sources};
 use crate::{db, doctor, telemetry};
 
 const DEFAULT_CONFIG: &str = "/etc/filebridge/filebridge.toml";
@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Encryption keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Delete everything filebridge stored in PostgreSQL (for uninstalling). Files in the
     /// storages are not touched.
     Purge {
@@ -73,6 +78,18 @@ enum AuditCommand {
     Purge {
         #[arg(long, value_name = "DAYS")]
         older_than_days: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Re-encrypt every stored secret under a new master key, in one transaction. Stop every
+    /// filebridge instance first; afterwards point security.master_key_file at the new key
+    /// and start them again (sessions signed with the old key end).
+    Rotate {
+        /// A file holding the new key: 32 random bytes in base64.
+        #[arg(long, value_name = "PATH")]
+        new_key_file: PathBuf,
     },
 }
 
@@ -159,6 +176,31 @@ async fn dispatch(cli: Cli) -> ExitCode {
         }
         Command::Version => ExitCode::SUCCESS,
         Command::Audit { command } => with_pool(settings, |pool| audit(pool, command)).await,
+        Command::Keys {
+            command: KeysCommand::Rotate { new_key_file },
+        } => {
+            let current = match settings.master_key() {
+                Ok(key) => MasterKey::from_bytes(*key.expose()),
+                Err(e) => return fail(e.to_string()),
+            };
+            let new = match std::fs::read_to_string(&new_key_file)
+                .map_err(|e| e.to_string())
+                .and_then(|text| MasterKey::from_base64(&text))
+            {
+                Ok(key) => key,
+                Err(e) => return fail(format!("--new-key-file {}: {e}", new_key_file.display())),
+            };
+            with_pool(settings, |pool| async move {
+                let count = crate::secrets::rotate(&pool, &current, &new, crate::audit::Actor::operator())
+                    .await
+                    .map_err(|e| format!("rotation failed, nothing changed: {e}"))?;
+                Ok(format!(
+                    "{count} secrets re-encrypted under the new key; now set security.master_key_file to {} on every instance and start them",
+                    new_key_file.display()
+                ))
+            })
+            .await
+        }
         Command::Purge { yes } => {
             if !yes {
                 return fail(

@@ -136,6 +136,18 @@ impl MasterKey {
     pub fn expose(&self) -> &[u8; 32] {
         self.0.expose_secret()
     }
+
+    /// Reads the key as it is stored in a key file: 32 bytes in base64.
+    pub fn from_base64(text: &str) -> Result<Self, String> {
+        let hint = "must be 32 random bytes in base64 (head -c32 /dev/urandom | base64)";
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|_| hint.to_string())?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| format!("decodes to {} bytes; it {hint}", b.len()))?;
+        Ok(Self::from_bytes(bytes))
+    }
 }
 
 impl fmt::Debug for MasterKey {
@@ -347,14 +359,7 @@ fn master_key(layers: &Layered, text: &SecretString) -> Result<MasterKey, Config
     } else {
         "security.master_key"
     };
-    let hint = "must be 32 random bytes in base64 (head -c32 /dev/urandom | base64)";
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.expose_secret().trim())
-        .map_err(|_| layers.invalid(key, hint))?;
-    let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-        layers.invalid(key, format!("decodes to {} bytes; it {hint}", b.len()))
-    })?;
-    Ok(MasterKey::from_bytes(bytes))
+    MasterKey::from_base64(text.expose_secret()).map_err(|reason| layers.invalid(key, reason))
 }
 
 fn egress(layers: &Layered) -> Result<EgressSettings, ConfigError> {

@@ -450,3 +450,81 @@ async fn audit_verify_export_and_purge_work_from_the_command_line() {
     .unwrap();
     assert_eq!(tables, 0);
 }
+
+#[tokio::test]
+async fn keys_rotate_re_encrypts_secrets_under_the_new_key() {
+    let w = world().await;
+    w.jira.add_user("root", "Root");
+    w.jira.add_token("root", "root-pat");
+    w.jira.grant_global("root", "ADMINISTER");
+    let mut daemon = Daemon::start(&w.env).await;
+    let created: serde_json::Value = http_client()
+        .post(daemon.url("/api/v1/admin/connections"))
+        .bearer_auth("root-pat")
+        .json(&serde_json::json!({"name": "nas", "kind": "webdav",
+            "settings": {"url": "https://nas.example.test/dav/", "username": "svc"},
+            "secrets": {"password": "pw-to-rotate"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id: uuid::Uuid = created["id"].as_str().expect("created").parse().unwrap();
+    daemon.child.kill().await.unwrap();
+
+    let new_key = random_master_key();
+    let dir = tempfile::tempdir().unwrap();
+    let new_key_file = dir.path().join("new.key");
+    std::fs::write(&new_key_file, &new_key).unwrap();
+    let (code, _, stderr) = run(
+        &w.env,
+        &[
+            "keys",
+            "rotate",
+            "--new-key-file",
+            new_key_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("1 secrets re-encrypted"), "{stderr}");
+
+    let pool = sqlx::PgPool::connect(&w.env["FILEBRIDGE__DATABASE__URL"])
+        .await
+        .unwrap();
+    let key = |text: &str| filebridge::config::MasterKey::from_base64(text).unwrap();
+    let new_cipher = filebridge::secrets::SecretCipher::new(&key(&new_key));
+    let (_, _, secrets) = filebridge::connections::load_for_use(&pool, &new_cipher, id)
+        .await
+        .unwrap();
+    use secrecy::ExposeSecret;
+    assert_eq!(secrets["password"].expose_secret(), "pw-to-rotate");
+    let old_cipher = filebridge::secrets::SecretCipher::new(&key(&w.master_key));
+    assert!(
+        filebridge::connections::load_for_use(&pool, &old_cipher, id)
+            .await
+            .is_err()
+    );
+    let rotations: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'keys.rotate'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rotations, 1);
+
+    // A key file that is not a key changes nothing.
+    std::fs::write(&new_key_file, "not a key").unwrap();
+    let (code, _, stderr) = run(
+        &w.env,
+        &[
+            "keys",
+            "rotate",
+            "--new-key-file",
+            new_key_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("32 random bytes"), "{stderr}");
+}
