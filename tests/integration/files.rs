@@ -528,3 +528,48 @@ async fn mappings_are_admin_only_and_validated() {
         404
     );
 }
+
+#[tokio::test]
+async fn an_upload_cut_off_mid_stream_leaves_nothing_and_the_daemon_keeps_serving() {
+    use tokio::io::AsyncWriteExt;
+    let w = world().await;
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", w.app.port))
+        .await
+        .unwrap();
+    let head = "PUT /filebridge/api/v1/issues/PROJ-1/files/content?path=cut.bin HTTP/1.1\r\n\
+                Host: 127.0.0.1\r\nAuthorization: Bearer alice-pat\r\nContent-Length: 10000000\r\n\r\n";
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&vec![7u8; 256 * 1024]).await.unwrap();
+    socket.shutdown().await.unwrap();
+    drop(socket);
+
+    let pool = PgPool::connect(&w.app.database_url).await.unwrap();
+    crate::helpers::eventually("the cut-off upload is audited as failed", std::time::Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM audit_events WHERE action = 'file.upload' AND path = 'cut.bin' AND outcome LIKE 'failed:%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+                == 1
+        }
+    })
+    .await;
+    let folder = w.root.path().join("Jira/PROJ/PROJ-1");
+    let left: Vec<_> = std::fs::read_dir(&folder)
+        .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "nothing under the target name, no temp file: {left:?}"
+    );
+    assert_eq!(w.app.get("/healthz").await.status(), 200);
+    assert_eq!(
+        w.put("alice-pat", "PROJ-1", "cut.bin", b"whole")
+            .await
+            .status(),
+        201
+    );
+}
