@@ -528,3 +528,55 @@ async fn keys_rotate_re_encrypts_secrets_under_the_new_key() {
     assert_eq!(code, 1);
     assert!(stderr.contains("32 random bytes"), "{stderr}");
 }
+
+#[tokio::test]
+async fn even_debug_logs_carry_no_credentials() {
+    let mut w = world().await;
+    w.jira.add_user("alice", "Alice");
+    w.jira.add_token("alice", "alice-debug-pat-secret");
+    w.jira.add_session("alice", "alice-debug-jsession-secret");
+    // RUST_LOG replaces the built-in quieting of dependencies: every crate logs at debug.
+    w.env.insert("RUST_LOG".into(), "debug".into());
+    let mut daemon = Daemon::start(&w.env).await;
+    let client = http_client();
+    let login = client
+        .get(daemon.url("/api/v1/me"))
+        .bearer_auth("alice-debug-pat-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let session = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|v| v.to_str().unwrap().split(';').next().map(str::to_string))
+        .unwrap();
+    for cookie in [
+        "JSESSIONID=alice-debug-jsession-secret".to_string(),
+        session.clone(),
+    ] {
+        let response = client
+            .get(daemon.url("/api/v1/me"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    daemon.child.kill().await.unwrap();
+    let _ = daemon.child.wait().await;
+    let output = daemon.output();
+    assert!(output.len() > 10, "debug logging is on: {output:?}");
+    let all = output.join("\n");
+    let token = session.trim_start_matches("filebridge_session=");
+    for secret in [
+        "alice-debug-pat-secret",
+        "alice-debug-jsession-secret",
+        token,
+        w.master_key.as_str(),
+        "svc-token-secret",
+    ] {
+        assert!(!all.contains(secret), "a debug log line carries {secret}");
+    }
+}
