@@ -47,6 +47,7 @@ pub struct Application {
     local_addr: SocketAddr,
     server: Server,
     pool: PgPool,
+    retention: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -162,10 +163,14 @@ impl Application {
         .run();
 
         tracing::info!(address = %local_addr, tls = server_settings.tls.is_some(), "listening");
+        let retention = settings
+            .audit_retention_days
+            .map(|days| tokio::spawn(apply_retention(pool.clone(), days)));
         Ok(Self {
             local_addr,
             server,
             pool,
+            retention,
         })
     }
 
@@ -185,9 +190,30 @@ impl Application {
     /// Serves until stopped by a signal or the handle; then closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        if let Some(retention) = &self.retention {
+            retention.abort();
+        }
         self.pool.close().await;
         tracing::info!("stopped");
         result
+    }
+}
+
+/// `audit.retention_days`: at start and then daily, removes older audit events. Several
+/// instances may do this at once; the audit chain's lock serialises them.
+async fn apply_retention(pool: PgPool, days: u32) {
+    let mut every_day = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+    loop {
+        every_day.tick().await;
+        let actor = crate::audit::Actor {
+            key: "system:retention".into(),
+            name: "audit.retention_days".into(),
+        };
+        match crate::audit::purge_older_than(&pool, days, actor).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, days, "audit retention applied"),
+            Err(e) => tracing::warn!(error = %e, "audit retention failed; retrying tomorrow"),
+        }
     }
 }
 

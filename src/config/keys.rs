@@ -74,6 +74,7 @@ pub const KEYS: &[Key] = &[
     list("egress.allow", &[]),
     secret("egress.proxy", None),
     scalar("egress.ca_file", None),
+    scalar("audit.retention_days", Some("0")),
     scalar("log.format", Some("json")),
     scalar("log.level", Some("info")),
 ];

@@ -55,6 +55,9 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub egress: EgressSettings,
     pub log: LogSettings,
+    /// Audit events older than this many days are removed (by every instance, once a
+    /// day); `None` keeps them forever.
+    pub audit_retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +169,8 @@ impl Settings {
             security: security(&layers)?,
             egress: egress(&layers)?,
             log: log(&layers)?,
+            audit_retention_days: Some(layers.required::<u32>("audit.retention_days")?)
+                .filter(|days| *days > 0),
             server,
         })
     }

@@ -36,6 +36,23 @@ fn timestamp(name: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>, 
         .transpose()
 }
 
+#[derive(Deserialize)]
+pub struct RetentionQuery {
+    older_than_days: u32,
+}
+
+/// `DELETE /api/v1/admin/audit?older_than_days=N`: applies retention now; the removal is
+/// itself recorded (with the admin as actor) and the chain stays verifiable.
+pub async fn purge(
+    AdminUser(user): AdminUser,
+    pool: web::Data<PgPool>,
+    query: web::Query<RetentionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let removed =
+        audit::purge_older_than(&pool, query.older_than_days, audit::Actor::from(&*user)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "removed": removed })))
+}
+
 pub async fn list(
     _: AdminUser,
     pool: web::Data<PgPool>,

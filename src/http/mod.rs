@@ -37,7 +37,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, base_path: &str) {
                     .service(resource("/me").get(me::me))
                     .service(resource("/session").delete(me::end_session))
                     .service(resource("/admin/egress").get(admin::egress_report))
-                    .service(resource("/admin/audit").get(audit::list))
+                    .service(
+                        resource("/admin/audit")
+                            .get(audit::list)
+                            .delete(audit::purge),
+                    )
                     .service(
                         resource("/admin/projects/{key}/mapping")
                             .get(mappings::get)
