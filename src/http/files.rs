@@ -1,13 +1,13 @@
 //! The files of an issue (`/api/v1/issues/{key}/files`) or a project
 //! (`/api/v1/projects/{key}/files`): list, create folders, move, delete. Transfers are in
-//! `transfer.rs`. Every action is checked against Jira by the broker and audited with the
-//! real user.
+//! `download.rs` and `upload.rs`. Every action is checked against Jira by the broker and
+//! audited with the real user.
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use super::{ApiError, RequestContext, resource, transfer};
+use super::{ApiError, RequestContext, download, resource, upload};
 use crate::audit::{self, Actor, AuditEvent, Outcome};
 use crate::auth::JiraCaller;
 use crate::broker::{Broker, BrokerError, FolderHandle, Need, Scope};
@@ -30,11 +30,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(resource("").get(list).delete(delete))
                 .service(
                     resource("/content")
-                        .get(transfer::download)
-                        .route(web::head().to(transfer::download))
-                        .put(transfer::upload),
+                        .get(download::download)
+                        .route(web::head().to(download::download))
+                        .put(upload::upload),
                 )
-                .service(resource("/upload").post(transfer::upload_form))
+                .service(resource("/upload").post(upload::upload_form))
                 .service(resource("/folders").post(create_folder))
                 .service(resource("/move").post(move_item)),
         );

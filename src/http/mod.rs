@@ -4,12 +4,13 @@ mod admin;
 mod audit;
 mod connections;
 mod context;
+mod download;
 mod files;
 mod health;
 mod mappings;
 mod me;
 mod problem;
-mod transfer;
+mod upload;
 
 use actix_web::{HttpRequest, web};
 
