@@ -9,6 +9,11 @@ use uuid::Uuid;
 use crate::jira::IssueRef;
 use crate::storage::{NameRules, StorageError, StoragePath};
 
+/// The project's own files live in this folder under the mapping's root, beside the issue
+/// folders and never above them: access to a project's folder must not reach the folders of
+/// issues the user may not see (issue security levels).
+pub const PROJECT_FOLDER: &str = "_project";
+
 /// Placeholders an issue folder template may use. Summaries are deliberately not offered:
 /// no Jira content is stored, and a folder name would store it.
 pub const PLACEHOLDERS: [&str; 3] = ["{issue.key}", "{issue.id}", "{project.key}"];
@@ -29,19 +34,24 @@ pub struct Mapping {
 }
 
 impl Mapping {
-    /// The project's folder, relative to the connection's root.
-    pub fn project_folder(&self, rules: NameRules) -> Result<StoragePath, StorageError> {
+    /// The mapping's root, relative to the connection's root.
+    pub fn root(&self, rules: NameRules) -> Result<StoragePath, StorageError> {
         StoragePath::parse(&self.root, rules)
     }
 
-    /// The issue's folder: the project folder plus the rendered template.
+    /// The project's own files: `<root>/_project`.
+    pub fn project_folder(&self, rules: NameRules) -> Result<StoragePath, StorageError> {
+        self.root(rules)?.child(PROJECT_FOLDER, rules)
+    }
+
+    /// The issue's folder: the root plus the rendered template.
     pub fn issue_folder(
         &self,
         issue: &IssueRef,
         rules: NameRules,
     ) -> Result<StoragePath, StorageError> {
         let name = render(&self.issue_folder, issue);
-        self.project_folder(rules)?
+        self.root(rules)?
             .join(&StoragePath::parse(&name, rules)?, rules)
     }
 }
@@ -64,6 +74,11 @@ pub fn check_template(template: &str) -> Result<(), String> {
         return Err(format!(
             "issue_folder may use only {}",
             PLACEHOLDERS.join(", ")
+        ));
+    }
+    if template.split('/').next() == Some(PROJECT_FOLDER) {
+        return Err(format!(
+            "issue_folder must not start with {PROJECT_FOLDER}, the project's own folder"
         ));
     }
     if !template.contains("{issue.key}") && !template.contains("{issue.id}") {
@@ -171,6 +186,11 @@ mod tests {
             check_template("../{issue.key}")
                 .unwrap_err()
                 .contains("`..`")
+        );
+        assert!(
+            check_template("_project/{issue.key}")
+                .unwrap_err()
+                .contains("_project")
         );
     }
 

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::{ApiError, RequestContext, resource};
 use crate::audit::{self, Actor, AuditEvent, Outcome};
 use crate::auth::AdminUser;
+use crate::broker::Broker;
 use crate::connections::{self, Connection, ConnectionError, ConnectionSpec, check_secret};
 use crate::db::DbError;
 use crate::egress::EgressClient;
@@ -102,6 +103,7 @@ async fn replace(
     payload: web::Payload,
     pool: web::Data<PgPool>,
     cipher: web::Data<SecretCipher>,
+    broker: web::Data<Broker>,
 ) -> Result<HttpResponse, ApiError> {
     let who = Who::new(&admin, &req);
     let id = path_id(&req)?;
@@ -130,7 +132,11 @@ async fn replace(
     }
     .await;
     match result {
-        Ok(updated) => Ok(HttpResponse::Ok().json(updated)),
+        Ok(updated) => {
+            // This node stops using the old settings at once; others within a minute.
+            broker.forget_connection(id).await;
+            Ok(HttpResponse::Ok().json(updated))
+        }
         Err(e) => Err(who.refused(&pool, "connection.update", Some(id), e).await),
     }
 }
@@ -145,6 +151,7 @@ async fn remove(
     admin: AdminUser,
     req: HttpRequest,
     pool: web::Data<PgPool>,
+    broker: web::Data<Broker>,
 ) -> Result<HttpResponse, ApiError> {
     let who = Who::new(&admin, &req);
     let id = path_id(&req)?;
@@ -168,7 +175,10 @@ async fn remove(
     }
     .await;
     match result {
-        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Ok(()) => {
+            broker.forget_connection(id).await;
+            Ok(HttpResponse::NoContent().finish())
+        }
         Err(e) => Err(who.refused(&pool, "connection.delete", Some(id), e).await),
     }
 }

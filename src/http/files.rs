@@ -160,7 +160,7 @@ pub async fn audited_with<T>(
     event.details = details;
     let recorded = audit::record_alone(pool, &event).await;
     let value = result?;
-    recorded?;
+    recorded.map_err(ApiError::Unrecorded)?;
     Ok(value)
 }
 

@@ -46,6 +46,9 @@ pub enum ApiError {
     Database(#[from] DbError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The operation took place, but its audit record could not be written.
+    #[error("unrecorded: {0}")]
+    Unrecorded(AuditError),
     #[error("{0}")]
     Internal(String),
 }
@@ -150,6 +153,11 @@ impl ApiError {
                 "database_unavailable",
                 "Database unavailable",
             ),
+            ApiError::Unrecorded(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "Done, but not recorded",
+            ),
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not ready"),
             ApiError::Database(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -217,6 +225,9 @@ impl ResponseError for ApiError {
         } else if let ApiError::Database(e) = self {
             tracing::warn!(error = %e, "database unavailable");
             "the database is unavailable; try again shortly".to_string()
+        } else if let ApiError::Unrecorded(e) = self {
+            tracing::error!(error = %e, "an operation took place but could not be audited");
+            "the operation was carried out, but the audit trail could not record it; an administrator should check the database".to_string()
         } else if let ApiError::Audit(e) = self {
             tracing::warn!(error = %e, "audit trail unavailable");
             "the audit trail could not be written, so nothing was done; try again shortly"
@@ -250,7 +261,10 @@ impl ResponseError for ApiError {
                 let seconds = retry_after.map(|d| d.as_secs().max(1)).unwrap_or(5);
                 response.insert_header((RETRY_AFTER, seconds.to_string()));
             }
-            ApiError::Database(_) | ApiError::NotReady(_) | ApiError::Audit(_) => {
+            ApiError::Database(_)
+            | ApiError::NotReady(_)
+            | ApiError::Audit(_)
+            | ApiError::Unrecorded(_) => {
                 response.insert_header((RETRY_AFTER, "5"));
             }
             ApiError::Storage(StorageError::Throttled { retry_after }) => {

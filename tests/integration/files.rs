@@ -460,7 +460,54 @@ async fn project_folders_and_session_only_callers() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    assert!(w.root.path().join("Jira/PROJ/handbook.pdf").is_file());
+    assert!(
+        w.root
+            .path()
+            .join("Jira/PROJ/_project/handbook.pdf")
+            .is_file()
+    );
+    // The project's folder sits beside the issue folders, never above them: its route cannot
+    // reach an issue's files (which issue security may hide from the same user).
+    w.put("root-pat", "PROJ-2", "secret.txt", b"restricted")
+        .await;
+    let listing: Value = w
+        .app
+        .client
+        .get(w.app.url("/api/v1/projects/PROJ/files"))
+        .bearer_auth("alice-pat")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = listing["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["handbook.pdf"]);
+    let sneaky = w
+        .app
+        .client
+        .get(w.app.url("/api/v1/projects/PROJ/files/content"))
+        .query(&[("path", "../PROJ-2/secret.txt")])
+        .bearer_auth("alice-pat")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sneaky.status(), 400);
+    let other = w
+        .app
+        .client
+        .get(w.app.url("/api/v1/projects/PROJ/files/content"))
+        .query(&[("path", "PROJ-2/secret.txt")])
+        .bearer_auth("alice-pat")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404, "not the issue's file");
     // The filebridge session alone identifies the user but cannot ask Jira about the issue.
     let login = w.app.me_with_token("alice-pat").await;
     let cookie = login
