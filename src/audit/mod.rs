@@ -199,11 +199,11 @@ pub async fn record(conn: &mut PgConnection, event: &AuditEvent) -> Result<(), A
     let mut row = AuditRecord {
         seq: prev_seq + 1,
         at,
-        actor_key: event.actor.key.clone(),
-        actor_name: event.actor.name.clone(),
+        actor_key: storable(&event.actor.key),
+        actor_name: storable(&event.actor.name),
         action: event.action.to_string(),
-        target: event.target.clone(),
-        path: event.path.clone(),
+        target: event.target.as_deref().map(storable),
+        path: event.path.as_deref().map(storable),
         size: event.size,
         outcome: event.outcome.as_text(),
         client_ip: event.client_ip.map(|ip| ip.to_string()),
@@ -235,6 +235,12 @@ pub async fn record(conn: &mut PgConnection, event: &AuditEvent) -> Result<(), A
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Postgres text cannot hold NUL, and hostile input (a path with a NUL byte) must still be
+/// recorded: NUL is written as the escape `\u{0}`.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\\u{0}")
 }
 
 /// Records an event in a transaction of its own, for actions with no database change of their

@@ -4,15 +4,13 @@
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use sqlx::PgPool;
 
 use super::ApiError;
-use super::files::{PathQuery, audited, authorize};
-use crate::auth::JiraCaller;
-use crate::broker::{Broker, Need};
+use super::files::{Done, FileRequest, PathQuery};
+use crate::broker::Need;
 use crate::storage::{ByteRange, Item};
 
 /// A `Range` header we serve: one range (several are answered with the whole file, which
@@ -88,73 +86,57 @@ fn file_headers(response: &mut actix_web::HttpResponseBuilder, item: &Item) {
 
 /// `GET|HEAD …/files/content?path=FILE`
 pub async fn download(
-    req: HttpRequest,
-    caller: JiraCaller,
+    file: FileRequest,
     query: web::Query<PathQuery>,
-    broker: web::Data<Broker>,
-    pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, ApiError> {
-    let head = req.method() == Method::HEAD;
-    let action = if head { "file.stat" } else { "file.download" };
-    let handle = authorize(
-        &req,
-        &broker,
-        &pool,
-        &caller,
-        Need::Read,
-        action,
-        &query.path,
-    )
-    .await?;
-    let path = handle.path(&query.path)?;
-    if head {
-        let item = audited(
-            &req,
-            &pool,
-            &handle,
-            action,
-            &path.to_string(),
-            None,
-            handle.stat(&path).await,
-        )
-        .await?;
+    if file.http().method() == Method::HEAD {
+        let item = file
+            .run(
+                Need::Read,
+                "file.stat",
+                &query.path,
+                async |handle, path| Ok(Done::new(handle.stat(&path).await?)),
+            )
+            .await?;
         let mut response = HttpResponse::Ok();
         file_headers(&mut response, &item);
         // A sized, empty body: actix sends its size as Content-Length and, for HEAD, no body.
         let nothing = futures_util::stream::empty::<Result<Bytes, actix_web::Error>>();
         return Ok(response.body(SizedStream::new(item.size.unwrap_or(0), nothing)));
     }
-    let range = req
+    let range = file
+        .http()
         .headers()
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_range);
-    let result = async {
-        let range = match range {
-            None => None,
-            Some(RangeSpec::From(start, end)) => Some(ByteRange { start, end }),
-            Some(RangeSpec::Suffix(n)) => {
-                let size = handle.stat(&path).await?.size.unwrap_or(0);
-                Some(ByteRange {
-                    start: size.saturating_sub(n),
-                    end: None,
-                })
-            }
-        };
-        handle.read(&path, range).await
-    }
-    .await;
-    let size = result.as_ref().ok().and_then(|d| d.item.size);
-    let download = audited(
-        &req,
-        &pool,
-        &handle,
-        action,
-        &path.to_string(),
-        size,
-        result,
-    )
-    .await?;
+    let download = file
+        .run(
+            Need::Read,
+            "file.download",
+            &query.path,
+            async |handle, path| {
+                let range = match range {
+                    None => None,
+                    Some(RangeSpec::From(start, end)) => Some(ByteRange { start, end }),
+                    Some(RangeSpec::Suffix(n)) => {
+                        let size = handle.stat(&path).await?.size.unwrap_or(0);
+                        Some(ByteRange {
+                            start: size.saturating_sub(n),
+                            end: None,
+                        })
+                    }
+                };
+                let download = handle.read(&path, range).await?;
+                // The bytes sent: the range's length, or the whole file.
+                let sent = match download.range {
+                    Some((start, end)) => Some(end - start + 1),
+                    None => download.item.size,
+                };
+                Ok(Done::new(download).size(sent))
+            },
+        )
+        .await?;
     let total = download.item.size.unwrap_or(0);
     let mut response = match download.range {
         Some(_) => HttpResponse::build(StatusCode::PARTIAL_CONTENT),

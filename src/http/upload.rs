@@ -6,18 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
-use sqlx::PgPool;
 
 use super::ApiError;
-use super::files::{PathQuery, audited, authorize};
-use crate::auth::JiraCaller;
-use crate::broker::{Broker, BrokerError, Need};
+use super::files::{Done, FileRequest, PathQuery};
+use crate::broker::{BrokerError, Need};
 use crate::config::ServerSettings;
-use crate::storage::{ByteStream, StorageError, StoragePath, Upload, WriteMode};
+use crate::storage::{ByteStream, StorageError, Upload, WriteMode, Written};
 
 /// Chunks buffered between the client and the storage: memory per transfer stays at a few
 /// chunks whatever the file size.
@@ -60,16 +58,20 @@ where
     }))
 }
 
+fn too_large(limit: u64) -> StorageError {
+    StorageError::TooLarge(format!(
+        "the upload is larger than the limit of {limit} bytes"
+    ))
+}
+
+/// Whatever a backend made of the pipe's error, an upload over the limit is answered 413.
 fn over_limit(
-    result: Result<crate::storage::Written, BrokerError>,
+    result: Result<Written, BrokerError>,
     limit: Option<u64>,
     flag: &AtomicBool,
-) -> Result<crate::storage::Written, BrokerError> {
+) -> Result<Written, BrokerError> {
     match (result, limit) {
-        (Err(_), Some(limit)) if flag.load(Ordering::Relaxed) => Err(StorageError::TooLarge(
-            format!("the upload is larger than the limit of {limit} bytes"),
-        )
-        .into()),
+        (Err(_), Some(limit)) if flag.load(Ordering::Relaxed) => Err(too_large(limit).into()),
         (result, _) => result,
     }
 }
@@ -77,67 +79,49 @@ fn over_limit(
 /// `PUT …/files/content?path=FILE`: the raw body becomes the file. 201 when new, 200 when
 /// replaced; `If-None-Match: *` refuses to replace with 412.
 pub async fn upload(
-    req: HttpRequest,
-    caller: JiraCaller,
+    file: FileRequest,
     query: web::Query<PathQuery>,
     body: web::Payload,
-    broker: web::Data<Broker>,
-    pool: web::Data<PgPool>,
     server: web::Data<ServerSettings>,
 ) -> Result<HttpResponse, ApiError> {
-    let handle = authorize(
-        &req,
-        &broker,
-        &pool,
-        &caller,
-        Need::Write,
-        "file.upload",
-        &query.path,
-    )
-    .await?;
-    let path = handle.path(&query.path)?;
-    let create_only = req
-        .headers()
+    let headers = file.http().headers();
+    let create_only = headers
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == b"*");
-    let length = req
-        .headers()
+    let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let limit = server.max_upload_bytes;
-    let result = if let (Some(length), Some(limit)) = (length, limit)
-        && length > limit
-    {
-        Err(StorageError::TooLarge(format!(
-            "the upload is larger than the limit of {limit} bytes"
-        ))
-        .into())
+    let mode = if create_only {
+        WriteMode::CreateOnly
     } else {
-        let flag = Arc::new(AtomicBool::new(false));
-        let upload = Upload {
-            body: pipe(body, limit, Arc::clone(&flag)),
-            length,
-        };
-        let mode = if create_only {
-            WriteMode::CreateOnly
-        } else {
-            WriteMode::CreateOrReplace
-        };
-        over_limit(handle.write(&path, upload, mode).await, limit, &flag)
+        WriteMode::CreateOrReplace
     };
-    let size = result.as_ref().ok().and_then(|w| w.item.size);
-    let written = match audited(
-        &req,
-        &pool,
-        &handle,
-        "file.upload",
-        &path.to_string(),
-        size,
-        result,
-    )
-    .await
-    {
+    let result = file
+        .run(
+            Need::Write,
+            "file.upload",
+            &query.path,
+            async move |handle, path| {
+                if let (Some(length), Some(limit)) = (length, limit)
+                    && length > limit
+                {
+                    // Refused before a byte is read or stored.
+                    return Err(too_large(limit).into());
+                }
+                let flag = Arc::new(AtomicBool::new(false));
+                let upload = Upload {
+                    body: pipe(body, limit, Arc::clone(&flag)),
+                    length,
+                };
+                let written = over_limit(handle.write(&path, upload, mode).await, limit, &flag)?;
+                let size = written.item.size;
+                Ok(Done::new(written).size(size))
+            },
+        )
+        .await;
+    let written = match result {
         Err(ApiError::Storage(StorageError::AlreadyExists)) if create_only => {
             return Err(ApiError::PreconditionFailed(
                 "a file already exists there and If-None-Match: * forbids replacing it".into(),
@@ -163,32 +147,22 @@ pub struct FormQuery {
 }
 
 /// `POST …/files/upload?path=DIR`: `multipart/form-data` from a browser; every file part is
-/// stored in DIR under its own name.
+/// stored in DIR under its own name, and each is audited on its own.
 pub async fn upload_form(
-    req: HttpRequest,
-    caller: JiraCaller,
+    file: FileRequest,
     query: web::Query<FormQuery>,
     mut form: actix_multipart::Multipart,
-    broker: web::Data<Broker>,
-    pool: web::Data<PgPool>,
     server: web::Data<ServerSettings>,
 ) -> Result<HttpResponse, ApiError> {
-    let handle = authorize(
-        &req,
-        &broker,
-        &pool,
-        &caller,
-        Need::Write,
-        "file.upload",
-        &query.path,
-    )
-    .await?;
-    let folder = handle.path(&query.path)?;
+    let handle = file
+        .authorize(Need::Write, "file.upload", &query.path)
+        .await?;
     let mode = if query.overwrite {
         WriteMode::CreateOrReplace
     } else {
         WriteMode::CreateOnly
     };
+    let limit = server.max_upload_bytes;
     let mut items = Vec::new();
     while let Some(field) = form.next().await {
         let field =
@@ -201,31 +175,29 @@ pub async fn upload_form(
         else {
             continue;
         };
-        let path: StoragePath = folder
-            .join(&handle.path(&name)?, Default::default())
-            .map_err(BrokerError::from)?;
-        let flag = Arc::new(AtomicBool::new(false));
-        let upload = Upload {
-            body: pipe(field, server.max_upload_bytes, Arc::clone(&flag)),
-            length: None,
+        let raw = match query.path.trim_end_matches('/') {
+            "" => name,
+            folder => format!("{folder}/{name}"),
         };
-        let result = over_limit(
-            handle.write(&path, upload, mode).await,
-            server.max_upload_bytes,
-            &flag,
+        let result = match handle.path(&raw) {
+            Ok(path) => {
+                let flag = Arc::new(AtomicBool::new(false));
+                let upload = Upload {
+                    body: pipe(field, limit, Arc::clone(&flag)),
+                    length: None,
+                };
+                over_limit(handle.write(&path, upload, mode).await, limit, &flag).map(|written| {
+                    let size = written.item.size;
+                    Done::new(written).size(size)
+                })
+            }
+            Err(e) => Err(e),
+        };
+        items.push(
+            file.record(&handle, "file.upload", &raw, result)
+                .await?
+                .item,
         );
-        let size = result.as_ref().ok().and_then(|w| w.item.size);
-        let written = audited(
-            &req,
-            &pool,
-            &handle,
-            "file.upload",
-            &path.to_string(),
-            size,
-            result,
-        )
-        .await?;
-        items.push(written.item);
     }
     if items.is_empty() {
         return Err(ApiError::BadRequest("the form carries no file".into()));

@@ -300,6 +300,21 @@ async fn hostile_paths_are_refused_naming_the_rule() {
     }
     assert!(!w.root.path().join("escape.txt").exists());
     assert!(!w.root.path().join("Jira/escape.txt").exists());
+    // Every refusal is in the audit trail, with the path as sent.
+    let refused: Vec<_> = w
+        .audit()
+        .await
+        .into_iter()
+        .filter(|(who, action, outcome, _)| {
+            who == "alice" && action == "file.upload" && outcome == "failed:invalid_name"
+        })
+        .collect();
+    assert_eq!(refused.len(), 6, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|(_, _, _, path)| path.as_deref() == Some("../escape.txt"))
+    );
 }
 
 #[tokio::test]
