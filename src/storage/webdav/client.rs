@@ -19,6 +19,10 @@ use super::timeout::Progress;
 use crate::egress::EgressClient;
 use crate::storage::{StorageError, StoragePath};
 
+/// How often a request is sent at most when connections keep breaking under it (see
+/// [`Client::send_counting`]): each try takes another pooled or a new connection.
+pub(super) const ATTEMPTS: usize = 4;
+
 /// Everything but RFC 3986 unreserved characters is percent-encoded in a path segment, so
 /// `#`, `%`, `+`, `&`, `?`, `;` and non-ASCII names reach the server unambiguous.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -102,31 +106,30 @@ impl Client {
             .map(|(response, _)| response)
     }
 
-    /// Sends a request, and once more after a transport failure other than a timeout: a
-    /// server closes idle keep-alive connections whenever it likes (Apache after 5 s), and
-    /// a request that goes out on one as it closes fails without an answer. Also says
-    /// whether it was sent twice, for MOVE, which cannot tell a repeat from a failure.
+    /// Sends a request, again after a failure that a fresh connection may cure: a server
+    /// closes idle keep-alive connections whenever it likes (Apache after 5 s, and early
+    /// when busy), and a request that goes out on one as it closes fails without an
+    /// answer. Also says whether it was sent more than once, for MOVE, which cannot tell a
+    /// repeat from a failure.
     pub async fn send_counting(
         &self,
         method: Method,
         url: Url,
         configure: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<(Response, bool), StorageError> {
-        let first = self
-            .attempt(method.clone(), url.clone(), &configure, None)
-            .await;
-        match first {
-            Ok(response) => Ok((response, false)),
-            Err(Failure::Transport(e))
-                if !e.is_timeout() && !e.is_builder() && !e.is_redirect() =>
+        let mut attempt = 1;
+        loop {
+            match self
+                .attempt(method.clone(), url.clone(), &configure, None)
+                .await
             {
-                tracing::debug!(error = %e, "retrying a WebDAV request once");
-                match self.attempt(method.clone(), url, &configure, None).await {
-                    Ok(response) => Ok((response, true)),
-                    Err(failure) => Err(failure.into_error(&method)),
+                Ok(response) => return Ok((response, attempt > 1)),
+                Err(failure) if failure.retryable() && attempt < ATTEMPTS => {
+                    tracing::debug!(attempt, "sending a WebDAV request again");
+                    attempt += 1;
                 }
+                Err(failure) => return Err(failure.into_error(&method)),
             }
-            Err(failure) => Err(failure.into_error(&method)),
         }
     }
 
@@ -210,10 +213,12 @@ pub(super) enum Failure {
 }
 
 impl Failure {
-    /// A transport failure that a second try on a fresh connection may cure; timeouts are
-    /// not repeated (that would double the wait on a hung server).
+    /// A failure that another try on a fresh connection may cure: the request broke on an
+    /// established connection. Not a timeout (that would multiply the wait on a hung
+    /// server) nor a failure to connect (the server is down: no use asking again at once).
     pub fn retryable(&self) -> bool {
-        matches!(self, Failure::Transport(e) if !e.is_timeout() && !e.is_builder() && !e.is_redirect())
+        matches!(self, Failure::Transport(e)
+            if !e.is_timeout() && !e.is_connect() && !e.is_builder() && !e.is_redirect())
     }
 
     pub fn into_error(self, method: &Method) -> StorageError {

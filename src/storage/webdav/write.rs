@@ -18,7 +18,7 @@ use reqwest::header::{CONTENT_LENGTH, IF_NONE_MATCH};
 use reqwest::{Method, StatusCode};
 
 use super::body::Rewindable;
-use super::client::{Client, status_error};
+use super::client::{ATTEMPTS, Client, status_error};
 use super::timeout::{Progress, Tracked};
 use super::{ops, quirks};
 use crate::storage::{ItemKind, NameRules, StorageError, StoragePath, Upload, WriteMode, Written};
@@ -118,7 +118,7 @@ pub(super) async fn put(
     let url = client.url(target, false)?;
     let failure = Arc::new(Mutex::new(None));
     let source = Rewindable::new(upload.body, upload.length, Arc::clone(&failure));
-    let mut retried = false;
+    let mut attempt = 1;
     let response = loop {
         let progress = Progress::new();
         let body = Tracked::new(source.replay(), Arc::clone(&progress));
@@ -153,9 +153,9 @@ pub(super) async fn put(
             // A keep-alive connection the server closed as the request went out (Apache's
             // event MPM does so under load): send again, from the start of the body, if
             // what went out is still at hand.
-            Err(failure) if failure.retryable() && !retried && source.can_replay() => {
-                tracing::debug!("retrying a PUT on a fresh connection");
-                retried = true;
+            Err(failure) if failure.retryable() && attempt < ATTEMPTS && source.can_replay() => {
+                tracing::debug!(attempt, "sending a PUT again on another connection");
+                attempt += 1;
             }
             Err(failure) => return Err(failure.into_error(&Method::PUT)),
         }
