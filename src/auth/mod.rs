@@ -82,12 +82,10 @@ pub struct JiraCaller {
 
 impl FromRequest for JiraCaller {
     type Error = crate::http::ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+    type Future = Extraction<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let authenticated = authenticate(&req).await?;
+        extract(req, |authenticated| {
             let jira = authenticated
                 .jira
                 .ok_or(AuthError::JiraCredentialsRequired)?;
@@ -99,6 +97,19 @@ impl FromRequest for JiraCaller {
     }
 }
 
+/// What the authenticating extractors return.
+pub type Extraction<T> = Pin<Box<dyn Future<Output = Result<T, crate::http::ApiError>>>>;
+
+/// Authenticates the request, then turns the outcome into the extractor's type (which may
+/// refuse it, e.g. for want of admin rights).
+fn extract<T: 'static>(
+    req: &HttpRequest,
+    into: impl FnOnce(Authenticated) -> Result<T, AuthError> + 'static,
+) -> Extraction<T> {
+    let req = req.clone();
+    Box::pin(async move { Ok(into(authenticate(&req).await?)?) })
+}
+
 /// Settings the extractors need besides the identity service.
 pub struct AuthContext {
     pub identity: IdentityService,
@@ -108,26 +119,24 @@ pub struct AuthContext {
 
 impl FromRequest for CurrentUser {
     type Error = crate::http::ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+    type Future = Extraction<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move { Ok(CurrentUser(authenticate(&req).await?.user)) })
+        extract(req, |authenticated| Ok(CurrentUser(authenticated.user)))
     }
 }
 
 impl FromRequest for AdminUser {
     type Error = crate::http::ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+    type Future = Extraction<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let user = authenticate(&req).await?.user;
-            if !user.is_admin {
-                return Err(AuthError::NotAdmin.into());
+        extract(req, |authenticated| {
+            if authenticated.user.is_admin {
+                Ok(AdminUser(authenticated.user))
+            } else {
+                Err(AuthError::NotAdmin)
             }
-            Ok(AdminUser(user))
         })
     }
 }

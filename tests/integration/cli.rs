@@ -10,8 +10,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::helpers::{
-    cluster_url, create_database, http_client, pretend_newer_schema, random_master_key,
-    wait_until_refused,
+    cluster_url, cookie_value, create_database, http_client, pretend_newer_schema,
+    random_master_key, session_cookie, wait_until_refused,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_filebridge");
@@ -215,17 +215,7 @@ async fn serve_logs_json_without_secrets_and_stops_gracefully_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let session = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .find_map(|v| {
-            v.to_str()
-                .unwrap()
-                .strip_prefix("filebridge_session=")
-                .map(|c| c.split(';').next().unwrap().to_string())
-        })
-        .expect("session cookie");
+    let session = cookie_value(&session_cookie(&response).expect("session cookie"));
     for cookie in [
         "JSESSIONID=alice-jsession-secret".to_string(),
         format!("filebridge_session={session}"),
@@ -546,12 +536,10 @@ async fn even_debug_logs_carry_no_credentials() {
         .await
         .unwrap();
     assert_eq!(login.status(), 200);
-    let session = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .find_map(|v| v.to_str().unwrap().split(';').next().map(str::to_string))
-        .unwrap();
+    let session = format!(
+        "filebridge_session={}",
+        cookie_value(&session_cookie(&login).expect("session cookie"))
+    );
     for cookie in [
         "JSESSIONID=alice-debug-jsession-secret".to_string(),
         session.clone(),

@@ -525,12 +525,10 @@ async fn project_folders_and_session_only_callers() {
     assert_eq!(other.status(), 404, "not the issue's file");
     // The filebridge session alone identifies the user but cannot ask Jira about the issue.
     let login = w.app.me_with_token("alice-pat").await;
-    let cookie = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .find_map(|v| v.to_str().unwrap().split(';').next().map(str::to_string))
-        .unwrap();
+    let cookie = format!(
+        "filebridge_session={}",
+        crate::helpers::cookie_value(&crate::helpers::session_cookie(&login).expect("session"))
+    );
     let response = w
         .app
         .client

@@ -295,3 +295,23 @@ pub async fn pretend_newer_schema(pool: &sqlx::PgPool) {
     .await
     .expect("record a future migration");
 }
+
+/// The `filebridge_session` Set-Cookie of a response, with its attributes.
+pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("ASCII Set-Cookie").to_string())
+        .find(|c| c.starts_with("filebridge_session="))
+}
+
+/// The token in a `filebridge_session` Set-Cookie.
+pub fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("filebridge_session=")
+        .to_string()
+}

@@ -5,7 +5,7 @@ use filebridge::auth::derive_key;
 use filebridge::config::MasterKey;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, cookie_value, session_cookie, spawn_app, spawn_app_with};
 
 const MYSELF: &str = "/rest/api/2/myself";
 const AUDIENCE: &str = "https://jira.example.test/filebridge";
@@ -15,25 +15,6 @@ fn alice(app: &TestApp) -> String {
     let key = app.jira.add_user("alice", "Alice Example");
     app.jira.add_token("alice", "alice-pat");
     key
-}
-
-/// The `filebridge_session` cookie from a response, with its attributes.
-fn session_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("filebridge_session="))
-}
-
-fn cookie_value(set_cookie: &str) -> String {
-    set_cookie
-        .split(';')
-        .next()
-        .unwrap()
-        .trim_start_matches("filebridge_session=")
-        .to_string()
 }
 
 async fn me_with_cookie(app: &TestApp, cookie: &str) -> reqwest::Response {
