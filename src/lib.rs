@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod egress;
 pub mod http;
 pub mod jira;
+pub mod jobs;
 pub mod purge;
 pub mod secrets;
 pub mod storage;

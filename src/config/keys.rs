@@ -63,6 +63,9 @@ pub const KEYS: &[Key] = &[
     secret("jira.service_token", None),
     secret("jira.webhook_secret", None),
     scalar("jira.timeout", Some("10s")),
+    scalar("jira.webhook_url", None),
+    scalar("jira.webhook_max_bytes", Some("1048576")),
+    scalar("jira.remote_links", Some("true")),
     list(
         "jira.forward_cookies",
         &["JSESSIONID", "seraph.rememberme.cookie"],
@@ -75,6 +78,13 @@ pub const KEYS: &[Key] = &[
     secret("egress.proxy", None),
     scalar("egress.ca_file", None),
     scalar("audit.retention_days", Some("0")),
+    scalar("jobs.workers", Some("4")),
+    scalar("jobs.max_attempts", Some("10")),
+    scalar("jobs.lease", Some("60s")),
+    scalar("jobs.backoff_max", Some("15m")),
+    scalar("reconcile.interval", Some("15m")),
+    scalar("reconcile.overlap", Some("10m")),
+    scalar("folders.archive_deleted", Some("true")),
     scalar("log.format", Some("json")),
     scalar("log.level", Some("info")),
 ];

@@ -3,6 +3,7 @@
 
 mod keys;
 mod layers;
+mod work;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use url::Url;
 pub use keys::all_names as known_keys;
 use layers::Layered;
 pub use layers::{ENV_PREFIX, Origin, Sources};
+pub use work::{EventsSettings, JobsSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -58,6 +60,8 @@ pub struct Settings {
     /// Audit events older than this many days are removed (by every instance, once a
     /// day); `None` keeps them forever.
     pub audit_retention_days: Option<u32>,
+    pub jobs: JobsSettings,
+    pub events: EventsSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +175,8 @@ impl Settings {
             log: log(&layers)?,
             audit_retention_days: Some(layers.required::<u32>("audit.retention_days")?)
                 .filter(|days| *days > 0),
+            jobs: work::jobs(&layers)?,
+            events: work::events(&layers, &server)?,
             server,
         })
     }
