@@ -1,18 +1,19 @@
-//! The calls filebridge makes to Jira, as the user (identity, permissions) or as the service
-//! user (doctor, later webhooks and reconciliation). All of them go through the egress client.
+//! The calls filebridge makes to Jira as the user (identity, permissions) or anonymously
+//! (serverInfo), and the one request path every call takes ([`JiraClient::send`]). The service
+//! user's calls are in `service.rs`, webhook registration in `registration.rs`. All of them
+//! go through the egress client.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, COOKIE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, COOKIE};
+use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::transport::{describe, error_messages, read_limited, retry_after, sensitive};
 use crate::egress::{EgressClient, EgressError};
-
-/// Largest Jira answer read; `mypermissions` is the biggest at a few dozen KiB.
-const MAX_BODY: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JiraError {
@@ -67,7 +68,7 @@ pub struct Group {
 }
 
 /// An issue as far as filebridge needs it: ids and keys only, never content.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssueRef {
     pub id: String,
     pub key: String,
@@ -88,7 +89,7 @@ struct IssueFields {
 }
 
 /// A project's id and key.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectRef {
     pub id: String,
     pub key: String,
@@ -98,8 +99,26 @@ pub struct ProjectRef {
 #[serde(rename_all = "camelCase")]
 pub struct ServerInfo {
     pub version: String,
+    /// `[10, 3, 1]`; empty when Jira leaves it out, then `version` is parsed instead.
+    #[serde(default)]
+    pub version_numbers: Vec<u32>,
     #[serde(default)]
     pub deployment_type: Option<String>,
+}
+
+impl ServerInfo {
+    /// The major version: from `versionNumbers`, else the leading number of `version`.
+    pub fn major(&self) -> Option<u32> {
+        self.version_numbers.first().copied().or_else(|| {
+            let digits: String = self
+                .version
+                .trim()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -200,9 +219,15 @@ impl JiraClient {
         self.get_json("serverInfo", None).await
     }
 
-    fn url(&self, path_and_query: &str) -> Result<Url, JiraError> {
+    /// `<base>/rest/api/2/<path_and_query>`.
+    pub(super) fn url(&self, path_and_query: &str) -> Result<Url, JiraError> {
+        self.rest_url(&format!("api/2/{path_and_query}"))
+    }
+
+    /// `<base>/rest/<path_and_query>`, for the REST plugins beside `api/2` (webhooks).
+    pub(super) fn rest_url(&self, path_and_query: &str) -> Result<Url, JiraError> {
         let base = self.base.as_str().trim_end_matches('/');
-        Url::parse(&format!("{base}/rest/api/2/{path_and_query}"))
+        Url::parse(&format!("{base}/rest/{path_and_query}"))
             .map_err(|e| JiraError::BadResponse(format!("cannot build URL: {e}")))
     }
 
@@ -211,6 +236,21 @@ impl JiraClient {
         path_and_query: &str,
         credential: Option<&Credential>,
     ) -> Result<T, JiraError> {
+        let url = self.url(path_and_query)?;
+        let answer = self.send(Method::GET, url, credential, None).await?;
+        answer.json()
+    }
+
+    /// Sends one request with an optional JSON body and classifies the answer: 401/403 are
+    /// refused credentials, 404 is `NotFound`, 429 and 5xx are `Unavailable` with the wait
+    /// Jira asked for, other non-2xx are `BadResponse` with Jira's error messages.
+    pub(super) async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        credential: Option<&Credential>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, JiraError> {
         let auth = match credential {
             Some(Credential::Bearer(token)) => Some((
                 AUTHORIZATION,
@@ -221,19 +261,25 @@ impl JiraClient {
             }
             None => None,
         };
+        let json = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| JiraError::BadResponse(format!("cannot encode the request: {e}")))?;
         let timeout = self.timeout;
-        let request = self
-            .egress
-            .request(reqwest::Method::GET, self.url(path_and_query)?)
-            .with(|builder| {
-                let builder = builder
-                    .header(reqwest::header::ACCEPT, "application/json")
-                    .timeout(timeout);
-                match auth {
-                    Some((name, value)) => builder.header(name, value),
-                    None => builder,
-                }
-            });
+        let request = self.egress.request(method, url).with(|builder| {
+            let mut builder = builder
+                .header(reqwest::header::ACCEPT, "application/json")
+                .timeout(timeout);
+            if let Some((name, value)) = auth {
+                builder = builder.header(name, value);
+            }
+            if let Some(bytes) = json {
+                builder = builder
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(bytes);
+            }
+            builder
+        });
         let response = match request.send().await? {
             Ok(response) => response,
             Err(e) if e.is_timeout() => return Err(JiraError::Timeout(self.timeout)),
@@ -242,29 +288,40 @@ impl JiraClient {
         let status = response.status();
         // Jira answers 403 to a login it will not accept without a CAPTCHA
         // (X-Authentication-Denied-Reason); for filebridge that is a refused credential too.
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(JiraError::Unauthorized);
         }
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Err(JiraError::Unavailable {
                 status: status.as_u16(),
-                retry_after,
+                retry_after: retry_after(response.headers()),
             });
         }
-        if status == reqwest::StatusCode::NOT_FOUND {
+        if status == StatusCode::NOT_FOUND {
             return Err(JiraError::NotFound);
         }
-        if !status.is_success() {
-            return Err(JiraError::BadResponse(format!("HTTP {status}")));
-        }
         let body = read_limited(response, self.timeout).await?;
-        serde_json::from_slice(&body).map_err(|e| JiraError::BadResponse(format!("{e}")))
+        if !status.is_success() {
+            let messages = error_messages(&body);
+            return Err(JiraError::BadResponse(if messages.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status}: {messages}")
+            }));
+        }
+        Ok(Answer { status, body })
+    }
+}
+
+/// A successful answer.
+pub(super) struct Answer {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, JiraError> {
+        serde_json::from_slice(&self.body).map_err(|e| JiraError::BadResponse(format!("{e}")))
     }
 }
 
@@ -284,50 +341,6 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 
 /// Percent-encodes a key for a URL path or query (keys are `[A-Z0-9_]+-\d+` in practice, but
 /// they come from requests).
-fn path_segment(text: &str) -> String {
+pub(super) fn path_segment(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
-}
-
-fn sensitive(value: &str) -> Result<HeaderValue, JiraError> {
-    let mut header = HeaderValue::from_str(value)
-        .map_err(|_| JiraError::BadResponse("credential is not a valid header value".into()))?;
-    // Keeps the value out of any Debug output of the request, e.g. in trace logs.
-    header.set_sensitive(true);
-    Ok(header)
-}
-
-/// The cause of a transport error without the URL (which is fine) or anything else verbose.
-fn describe(error: &reqwest::Error) -> String {
-    use std::error::Error;
-    let mut text = String::from(if error.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    });
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
-}
-
-async fn read_limited(
-    mut response: reqwest::Response,
-    timeout: Duration,
-) -> Result<Vec<u8>, JiraError> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Err(JiraError::BadResponse("answer too large".into()));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) if e.is_timeout() => return Err(JiraError::Timeout(timeout)),
-            Err(e) => return Err(JiraError::Unreachable(describe(&e))),
-        }
-    }
 }

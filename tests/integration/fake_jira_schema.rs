@@ -16,9 +16,9 @@ const OPENAPI: &str = concat!(
 );
 
 /// Generous bound on awaiting a condition, so a bug fails the test instead of hanging CI.
-const PATIENCE: Duration = Duration::from_secs(10);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
-fn openapi() -> &'static Value {
+pub(crate) fn openapi() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
         let text = std::fs::read_to_string(OPENAPI).unwrap_or_else(|e| {
@@ -52,7 +52,7 @@ fn components(corrected: bool) -> Value {
 
 /// Validates `body` against `schema`, where `#/components/...` refers to the OpenAPI document's
 /// components; returns "instance path: message" for each violation.
-fn violations(schema: &Value, body: &Value, corrected: bool) -> Vec<String> {
+pub(crate) fn violations(schema: &Value, body: &Value, corrected: bool) -> Vec<String> {
     // The `$ref`s are document-relative (`#/components/schemas/X`), so embed the components
     // in the document the validator compiles. OpenAPI 3.0 schemas are close to draft 4.
     let mut document = schema.clone();
@@ -69,7 +69,7 @@ fn violations(schema: &Value, body: &Value, corrected: bool) -> Vec<String> {
 
 /// The schema of the 200 JSON answer to `GET <template>` (a path of the document, which is
 /// relative to its server URL `/rest`).
-fn response_schema(template: &str) -> &'static Value {
+pub(crate) fn response_schema(template: &str) -> &'static Value {
     let schema = &openapi()["paths"][template]["get"]["responses"]["200"]["content"]["application/json"]
         ["schema"];
     assert!(
@@ -79,7 +79,7 @@ fn response_schema(template: &str) -> &'static Value {
     schema
 }
 
-fn assert_matches_operation(template: &str, body: &Value) {
+pub(crate) fn assert_matches_operation(template: &str, body: &Value) {
     let errors = violations(response_schema(template), body, true);
     assert!(
         errors.is_empty(),
@@ -88,7 +88,7 @@ fn assert_matches_operation(template: &str, body: &Value) {
     );
 }
 
-fn assert_matches_bean(bean: &str, body: &Value) {
+pub(crate) fn assert_matches_bean(bean: &str, body: &Value) {
     let errors = violations(
         &json!({"$ref": format!("#/components/schemas/{bean}")}),
         body,
@@ -104,7 +104,7 @@ fn assert_matches_bean(bean: &str, body: &Value) {
 /// No bean here forbids unknown properties, so a misspelt one (`displayname`) would pass the
 /// schema; catch it by requiring every top-level property to be declared, except the real
 /// Jira properties the document leaves out (`extras`).
-fn assert_declared(bean: &str, body: &Value, extras: &[&str]) {
+pub(crate) fn assert_declared(bean: &str, body: &Value, extras: &[&str]) {
     let declared = &openapi()["components"]["schemas"][bean]["properties"];
     let body = body
         .as_object()
@@ -117,7 +117,7 @@ fn assert_declared(bean: &str, body: &Value, extras: &[&str]) {
     }
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     // reqwest is built without a default TLS provider; plain http needs none, but building a
     // client may still ask for one.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -125,7 +125,7 @@ fn client() -> reqwest::Client {
 }
 
 /// Sends the request; returns the status and the JSON body (null when empty).
-async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let response = request.send().await.expect("the fake Jira answers");
     let status = response.status();
     let bytes = response.bytes().await.expect("read the body");

@@ -3,25 +3,28 @@
 
 use serde_json::{Value, json};
 
+use crate::clock;
 use crate::permissions::Permission;
 use crate::world::{Issue, Project, User, World};
 
+/// The version the fake reports unless a test sets another ([`crate::FakeJira::set_version`]).
 pub const VERSION: &str = "10.3.1";
-const VERSION_NUMBERS: [u32; 3] = [10, 3, 1];
-const BUILD_NUMBER: u64 = 10_030_001;
-/// Fixed so responses are byte-for-byte repeatable.
-const TIMESTAMP: &str = "2025-01-15T09:30:00.000+0000";
+/// A Jira 9 to switch to: the last 9.x Long Term Support line.
+pub const VERSION_9: &str = "9.12.15";
 
-/// `ServerInfoBean`.
-pub fn server_info(base: &str) -> Value {
+/// `ServerInfoBean`, for `version` (`major.minor.patch`).
+pub fn server_info(base: &str, version: &str) -> Value {
+    let numbers: Vec<u64> = version.split('.').map(|n| n.parse().unwrap_or(0)).collect();
+    let number = |i: usize| numbers.get(i).copied().unwrap_or(0);
+    let build_number = number(0) * 1_000_000 + number(1) * 1000 + number(2);
     json!({
         "baseUrl": base,
-        "version": VERSION,
-        "versionNumbers": VERSION_NUMBERS,
+        "version": version,
+        "versionNumbers": numbers,
         "deploymentType": "Server",
-        "buildNumber": BUILD_NUMBER,
+        "buildNumber": build_number,
         "buildDate": "2024-12-10T00:00:00.000+0000",
-        "databaseBuildNumber": BUILD_NUMBER,
+        "databaseBuildNumber": build_number,
         "scmInfo": "4c4b2a0e5b7b8f1b0c9d3e2f1a0b9c8d7e6f5a4b",
         "serverTitle": "Jira",
     })
@@ -128,14 +131,14 @@ pub fn issue(base: &str, world: &World, issue: &Issue) -> Value {
             "labels": [],
             "description": null,
             "attachment": [],
-            "created": TIMESTAMP,
-            "updated": TIMESTAMP,
+            "created": clock::jira_time(issue.created_ms),
+            "updated": clock::jira_time(issue.updated_ms),
         },
     })
 }
 
 /// The short project form embedded in an issue (`fields.project`).
-fn project_ref(base: &str, project: &Project) -> Value {
+pub fn project_ref(base: &str, project: &Project) -> Value {
     json!({
         "self": format!("{base}/rest/api/2/project/{}", project.id),
         "id": project.id.to_string(),
@@ -156,7 +159,7 @@ pub fn project(base: &str, project: &Project) -> Value {
     body
 }
 
-fn avatar_urls(base: &str, kind: &str, query: &str) -> Value {
+pub fn avatar_urls(base: &str, kind: &str, query: &str) -> Value {
     let url = |size: &str| format!("{base}/secure/{kind}?size={size}&{query}");
     json!({
         "48x48": url("large"),
@@ -168,7 +171,7 @@ fn avatar_urls(base: &str, kind: &str, query: &str) -> Value {
 
 /// Percent-encodes a query value (names may hold spaces or `@`), keeping RFC 3986 unreserved
 /// characters as they are.
-fn encode(value: &str) -> String {
+pub fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

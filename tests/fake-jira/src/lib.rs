@@ -1,10 +1,17 @@
 //! A fake Jira Data Center 10.3 REST API for filebridge's tests and demo.
 //!
-//! It serves the few resources filebridge uses (`/rest/api/2/myself`, `mypermissions`,
-//! `issue/{idOrKey}`, `project/{idOrKey}`, `serverInfo`) in Jira's shapes, authenticates
+//! It serves the resources filebridge uses (`/rest/api/2/myself`, `mypermissions`,
+//! `issue/{idOrKey}`, `project/{idOrKey}`, `serverInfo`, `search`, `issue/{idOrKey}/remotelink`,
+//! and webhook registration as Jira 9 and Jira 10 have it) in Jira's shapes, authenticates
 //! personal access tokens (`Authorization: Bearer`) and session cookies (`JSESSIONID`,
 //! `seraph.rememberme.cookie`), and lets a test script failures: an unavailable Jira (503), a
-//! slow one (a [`Hold`]), and an unreachable one ([`FakeJira::stop`]).
+//! slow one (a [`Hold`]), an unreachable one ([`FakeJira::stop`]), and rate limiting or 503s
+//! of the background endpoints ([`FakeJira::rate_limit_next`], [`FakeJira::fail_next`]).
+//!
+//! Changes that Jira announces by webhook ([`FakeJira::create_issue`],
+//! [`FakeJira::move_issue_to`], [`FakeJira::delete_issue`], [`FakeJira::change_project_key`],
+//! ...) are delivered to every registered webhook before the call returns; deliveries can be
+//! dropped, queued and reordered, or repeated ([`DeliveryMode`], [`FakeJira::redeliver`]).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -18,9 +25,15 @@
 //! # }
 //! ```
 
+mod clock;
+mod controls;
+mod events;
+mod hooks;
 mod json;
+mod links;
 pub mod permissions;
 mod routes;
+mod search;
 mod world;
 
 use std::net::{SocketAddr, TcpListener};
@@ -30,7 +43,9 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpRequest, HttpServer, web};
 use tokio::sync::watch;
 
-pub use json::VERSION;
+pub use events::{DeliveryMode, DeliveryRecord};
+pub use hooks::{Webhook, WebhookApi};
+pub use json::{VERSION, VERSION_9};
 use world::World;
 
 /// State shared between the test's handle and the server's workers.

@@ -11,9 +11,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use crate::Shared;
+use crate::hooks::{self, WebhookApi};
 use crate::json;
 use crate::permissions::{self, CATALOGUE, DEPRECATED_ALIASES};
 use crate::world::{Context, User, World};
+use crate::{links, search};
 
 const JSON: &str = "application/json;charset=UTF-8";
 
@@ -26,16 +28,37 @@ enum Auth {
     Rejected,
 }
 
-/// The resources the fake serves, all `GET`.
+/// The resources the fake serves: `GET` ones for identity and permissions, and the ones the
+/// background work uses (search, remote links, webhook registration), which take other
+/// methods too and are the ones scripted failures ([`crate::world::Faults`]) apply to.
 enum Route<'a> {
     ServerInfo,
     Myself,
     MyPermissions,
     Issue(&'a str),
     Project(&'a str),
+    Search,
+    RemoteLinks(&'a str),
+    Webhooks(WebhookApi, Option<&'a str>),
+}
+
+impl Route<'_> {
+    fn is_background(&self) -> bool {
+        matches!(
+            self,
+            Route::Search | Route::RemoteLinks(_) | Route::Webhooks(..)
+        )
+    }
 }
 
 fn route(path: &str) -> Option<Route<'_>> {
+    let trimmed = path.trim_end_matches('/');
+    if let Some(rest) = trimmed.strip_prefix("/rest/webhooks/1.0/webhook") {
+        return webhook_route(WebhookApi::Jira9, rest);
+    }
+    if let Some(rest) = trimmed.strip_prefix("/rest/jira-webhook/1.0/webhooks") {
+        return webhook_route(WebhookApi::Jira10, rest);
+    }
     // Jira serves `/rest/api/latest/...` as an alias of the newest version.
     let rest = path
         .strip_prefix("/rest/api/2/")
@@ -45,17 +68,44 @@ fn route(path: &str) -> Option<Route<'_>> {
         ["serverInfo"] => Some(Route::ServerInfo),
         ["myself"] => Some(Route::Myself),
         ["mypermissions"] => Some(Route::MyPermissions),
+        ["search"] => Some(Route::Search),
         ["issue", id_or_key] => Some(Route::Issue(id_or_key)),
+        ["issue", id_or_key, "remotelink"] => Some(Route::RemoteLinks(id_or_key)),
         ["project", id_or_key] => Some(Route::Project(id_or_key)),
         _ => None,
     }
 }
 
-pub(crate) async fn dispatch(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+fn webhook_route(api: WebhookApi, rest: &str) -> Option<Route<'_>> {
+    match rest {
+        "" => Some(Route::Webhooks(api, None)),
+        id if id.starts_with('/') && !id[1..].contains('/') => {
+            Some(Route::Webhooks(api, Some(&id[1..])))
+        }
+        _ => None,
+    }
+}
+
+/// Whether the reported version serves this webhook API: Jira 10 moved it.
+fn serves(world: &World, api: WebhookApi) -> bool {
+    let major: u32 = world
+        .version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(10);
+    (major >= 10) == (api == WebhookApi::Jira10)
+}
+
+pub(crate) async fn dispatch(
+    req: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
     shared.record_arrival(req.path(), &req);
     shared.wait_while_held().await;
 
-    let world = shared.world.lock().expect("state lock");
+    let mut world = shared.world.lock().expect("state lock");
     if world.unavailable {
         return HttpResponse::ServiceUnavailable()
             .insert_header((header::RETRY_AFTER, "5"))
@@ -65,26 +115,92 @@ pub(crate) async fn dispatch(req: HttpRequest, shared: web::Data<Shared>) -> Htt
             );
     }
     let auth = authenticate(&world, &req);
-    let user = match &auth {
-        Auth::User(name) => world.users.get(name),
+    // Owned, so the handlers below may change the world.
+    let user: Option<User> = match &auth {
+        Auth::User(name) => world.users.get(name).cloned(),
         _ => None,
     };
-    let username = user.map_or("anonymous", |u| u.name.as_str());
+    let username = user
+        .as_ref()
+        .map_or("anonymous", |u| u.name.as_str())
+        .to_owned();
     let respond = |status: StatusCode, body: Value| {
         HttpResponse::build(status)
             .content_type(JSON)
             // Jira names the user it resolved on every response.
-            .insert_header(("X-AUSERNAME", username))
+            .insert_header(("X-AUSERNAME", username.as_str()))
             .body(body.to_string())
     };
 
     let base = shared.base_url.as_str();
-    let Some(route) = route(req.path()) else {
+    let route = match route(req.path()) {
+        Some(Route::Webhooks(api, _)) if !serves(&world, api) => None,
+        other => other,
+    };
+    let Some(route) = route else {
         // Jersey's answer for a path no resource matches.
         let uri = format!("{base}{}", req.uri());
         let body = json!({"message": format!("null for uri: {uri}"), "status-code": 404});
         return respond(StatusCode::NOT_FOUND, body);
     };
+    if route.is_background() {
+        if world.faults.rate_limited > 0 {
+            world.faults.rate_limited -= 1;
+            let wait = world.faults.retry_after_secs.to_string();
+            // Jira DC's rate limiter: an empty token bucket, refilled every interval.
+            return HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, wait.as_str()))
+                .insert_header(("X-RateLimit-Limit", "10"))
+                .insert_header(("X-RateLimit-Remaining", "0"))
+                .insert_header(("X-RateLimit-Interval-Seconds", wait.as_str()))
+                .insert_header(("X-RateLimit-FillRate", "10"))
+                .content_type(JSON)
+                .body(error_body("Rate limit exceeded.").to_string());
+        }
+        if world.faults.unavailable > 0 {
+            world.faults.unavailable -= 1;
+            return HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, "5"))
+                .content_type(JSON)
+                .body(
+                    error_body("Jira is temporarily unavailable. Please try again later.")
+                        .to_string(),
+                );
+        }
+        let Ok(query) = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        else {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                error_body("Malformed query string"),
+            );
+        };
+        let Some(user) = user.clone() else {
+            return respond(StatusCode::UNAUTHORIZED, not_authenticated());
+        };
+        let method = req.method();
+        let (status, body) = match route {
+            Route::Search if method == Method::GET || method == Method::POST => {
+                search::handle(&world, base, &user, method, &query, &body)
+            }
+            Route::RemoteLinks(id_or_key) => {
+                links::handle(&mut world, base, &user, id_or_key, method, &query, &body)
+            }
+            Route::Webhooks(api, id) => {
+                hooks::handle(&mut world, base, &user, api, id, method, &body)
+            }
+            _ => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                error_body("Method not allowed"),
+            ),
+        };
+        return if status == StatusCode::NO_CONTENT {
+            HttpResponse::NoContent()
+                .insert_header(("X-AUSERNAME", user.name.as_str()))
+                .finish()
+        } else {
+            respond(status, body)
+        };
+    }
     if req.method() != Method::GET {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -97,16 +213,16 @@ pub(crate) async fn dispatch(req: HttpRequest, shared: web::Data<Shared>) -> Htt
             error_body("Malformed query string"),
         );
     };
-    let user = match (&route, auth, user) {
+    let user = match (&route, auth, user.as_ref()) {
         // serverInfo is the one resource here that anonymous callers may read.
         (Route::ServerInfo, Auth::Anonymous | Auth::User(_), _) => {
-            return respond(StatusCode::OK, json::server_info(base));
+            return respond(StatusCode::OK, json::server_info(base, &world.version));
         }
         (_, _, Some(user)) => user,
         (_, _, None) => return respond(StatusCode::UNAUTHORIZED, not_authenticated()),
     };
     let (status, body) = match route {
-        Route::ServerInfo => (StatusCode::OK, json::server_info(base)),
+        Route::ServerInfo => (StatusCode::OK, json::server_info(base, &world.version)),
         Route::Myself => {
             let expand = query.get("expand").map_or("", String::as_str);
             let groups = expand.split(',').any(|x| x.trim() == "groups");
@@ -125,6 +241,9 @@ pub(crate) async fn dispatch(req: HttpRequest, shared: web::Data<Shared>) -> Htt
             }
             _ => (StatusCode::NOT_FOUND, no_project(id_or_key)),
         },
+        Route::Search | Route::RemoteLinks(_) | Route::Webhooks(..) => {
+            unreachable!("handled above")
+        }
     };
     respond(status, body)
 }

@@ -4,7 +4,11 @@
 //! so the lock is never held across a suspension point.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::events::Deliveries;
+use crate::hooks::Webhook;
+use crate::links::RemoteLinkRecord;
 use crate::permissions::{self, Permission, Scope};
 
 /// The first generated user key is `JIRAUSER10100`, as on a fresh Jira DC.
@@ -41,6 +45,10 @@ pub struct Issue {
     pub summary: String,
     /// An issue security level: when set, only these user names may see the issue.
     pub restricted_to: Option<BTreeSet<String>>,
+    /// Epoch milliseconds, from the world's clock.
+    pub created_ms: i64,
+    /// Epoch milliseconds; moved forward by every change, as Jira's `updated`.
+    pub updated_ms: i64,
 }
 
 /// What a request may be asking for permissions about (`mypermissions`' query).
@@ -69,9 +77,32 @@ pub struct World {
     pub calls: HashMap<String, usize>,
     pub last_headers: HashMap<String, Vec<(String, String)>>,
     pub unavailable: bool,
+    /// What `serverInfo` reports; decides which webhook API answers.
+    pub version: String,
+    /// Jira's `jira.search.views.default.max`: the most issues a search page holds.
+    pub search_cap: u32,
+    pub webhooks: Vec<Webhook>,
+    pub remote_links: Vec<RemoteLinkRecord>,
+    pub faults: Faults,
+    pub deliveries: Deliveries,
+    pub(crate) next_webhook: u64,
+    pub(crate) next_remote_link: u64,
+    pub(crate) next_changelog: u64,
+    clock_ms: i64,
     next_user: u64,
     next_project: u64,
     next_issue: u64,
+}
+
+/// Failures scripted for the endpoints of background work (search, remote links, webhook
+/// registration); identity and permission calls are not affected.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// The next this many calls answer 429 with rate-limit headers.
+    pub rate_limited: usize,
+    pub retry_after_secs: u64,
+    /// The next this many calls answer 503.
+    pub unavailable: usize,
 }
 
 impl Default for World {
@@ -88,6 +119,16 @@ impl Default for World {
             calls: HashMap::new(),
             last_headers: HashMap::new(),
             unavailable: false,
+            version: crate::json::VERSION.to_owned(),
+            search_cap: 1000,
+            webhooks: Vec::new(),
+            remote_links: Vec::new(),
+            faults: Faults::default(),
+            deliveries: Deliveries::default(),
+            next_webhook: 1,
+            next_remote_link: 10000,
+            next_changelog: 10000,
+            clock_ms: 0,
             next_user: FIRST_USER_ID,
             next_project: FIRST_PROJECT_ID,
             next_issue: FIRST_ISSUE_ID,
@@ -98,6 +139,17 @@ impl Default for World {
 // The setters panic on misuse (unknown user, duplicate key...): they are only called by test
 // set-up code, where a loud failure at the mistake beats a confusing 401 later.
 impl World {
+    /// The world's clock: wall time in epoch milliseconds, but strictly increasing, so every
+    /// change has its own `updated` and ordering by it is never ambiguous.
+    pub fn tick(&mut self) -> i64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        self.clock_ms = now.max(self.clock_ms + 1);
+        self.clock_ms
+    }
+
     pub fn add_user(&mut self, name: &str, display_name: &str) -> String {
         assert!(
             !self.users.contains_key(name),
@@ -170,12 +222,15 @@ impl World {
         );
         let id = self.next_issue;
         self.next_issue += 1;
+        let now = self.tick();
         let issue = Issue {
             id,
             key: issue_key.to_owned(),
             project_id,
             summary: format!("Summary of {issue_key}"),
             restricted_to: None,
+            created_ms: now,
+            updated_ms: now,
         };
         self.issues.insert(id, issue);
         self.issue_keys.insert(upper, id);
@@ -202,11 +257,70 @@ impl World {
             !self.issue_keys.contains_key(&upper),
             "fake Jira: issue {new_issue_key:?} already exists"
         );
+        let now = self.tick();
         let issue = self.expect_issue(issue_key);
         issue.project_id = project_id;
         issue.key = new_issue_key.to_owned();
+        issue.updated_ms = now;
         let id = issue.id;
         self.issue_keys.insert(upper, id);
+    }
+
+    /// Deletes an issue; none of its keys resolve afterwards.
+    pub fn delete_issue(&mut self, issue_key: &str) -> Issue {
+        let id = self.expect_issue(issue_key).id;
+        self.issue_keys.retain(|_, v| *v != id);
+        self.remote_links.retain(|l| l.issue_id != id);
+        self.issues
+            .remove(&id)
+            .expect("issue_keys points at a stored issue")
+    }
+
+    /// Changes a project's key; its issues get keys under the new one (their old keys still
+    /// resolve, as in Jira). Returns the project id.
+    pub fn change_project_key(&mut self, old_key: &str, new_key: &str) -> u64 {
+        assert!(
+            self.project_by_key(new_key).is_none(),
+            "fake Jira: project {new_key:?} already exists"
+        );
+        let project_id = self.expect_project(old_key);
+        let old_prefix = format!("{}-", self.projects[&project_id].key);
+        if let Some(project) = self.projects.get_mut(&project_id) {
+            project.key = new_key.to_owned();
+        }
+        let mut rekeyed = Vec::new();
+        for issue in self
+            .issues
+            .values_mut()
+            .filter(|i| i.project_id == project_id)
+        {
+            if let Some(number) = issue.key.strip_prefix(&old_prefix) {
+                issue.key = format!("{new_key}-{number}");
+                rekeyed.push((issue.key.to_ascii_uppercase(), issue.id));
+            }
+        }
+        self.issue_keys.extend(rekeyed);
+        project_id
+    }
+
+    /// Deletes a project with its issues and grants.
+    pub fn delete_project(&mut self, key: &str) -> Project {
+        let project_id = self.expect_project(key);
+        let gone: Vec<u64> = self
+            .issues
+            .values()
+            .filter(|i| i.project_id == project_id)
+            .map(|i| i.id)
+            .collect();
+        for id in &gone {
+            self.issues.remove(id);
+        }
+        self.issue_keys.retain(|_, id| !gone.contains(id));
+        self.remote_links.retain(|l| !gone.contains(&l.issue_id));
+        self.project_grants.retain(|(_, p, _)| *p != project_id);
+        self.projects
+            .remove(&project_id)
+            .expect("expect_project found it")
     }
 
     /// An issue by numeric id or by (current or former) key, as `/issue/{issueIdOrKey}` takes it.
