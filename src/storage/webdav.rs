@@ -4,7 +4,9 @@
 //! Settings: `{"url": "https://nas.example.com/remote.php/dav/files/svc/", "username": "svc",
 //! "timeout": "60s"}`; secrets: `password` (HTTP basic with `username`) or `token` (bearer).
 //! `timeout` is an idle timeout: the longest the server may take to answer or to move the
-//! next bytes of a body before the operation fails as `unavailable`.
+//! next bytes of a body before the operation fails as `unavailable`. On a Nextcloud (a URL
+//! below `/remote.php/dav/files/<user>/`), files larger than `chunk_size` (default "10 MiB",
+//! 5 MiB to 5 GiB) or of unknown length go by chunked upload (see `chunked`).
 //!
 //! Server quirks this module copes with (found against the test peers):
 //! - hrefs come as absolute paths or absolute URLs, percent-encoded in upper or lower case,
@@ -25,6 +27,8 @@
 //!   the path first.
 
 mod body;
+mod chunked;
+mod chunks;
 mod client;
 mod multistatus;
 mod ops;
@@ -61,6 +65,8 @@ struct Settings {
     username: Option<String>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
+    #[serde(default)]
+    chunk_size: Option<serde_json::Value>,
 }
 
 /// Opens a `webdav` storage from a connection's settings and secrets.
@@ -100,9 +106,10 @@ pub fn open(
             "webdav settings: `timeout` must be more than zero".into(),
         ));
     }
+    let chunk_size = chunks::parse_chunk_size(settings.chunk_size.as_ref())?;
     egress.allow_endpoint(&base);
     Ok(Arc::new(WebDav {
-        client: Client::new(egress.clone(), base, auth, timeout),
+        client: Client::new(egress.clone(), base, auth, timeout).with_chunk_size(chunk_size),
     }))
 }
 

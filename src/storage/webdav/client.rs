@@ -46,7 +46,7 @@ pub(super) enum Auth {
 pub(super) struct Client {
     egress: EgressClient,
     /// The configured folder, ending in `/`.
-    base: Url,
+    pub base: Url,
     /// The base URL's path, percent-decoded, one entry per segment.
     base_segments: Vec<String>,
     auth: Auth,
@@ -55,6 +55,8 @@ pub(super) struct Client {
     /// Whether MOVE cuts destinations at `;` and `?` (see `quirks`), once probed. Shared by
     /// clones.
     pub destination_probe: Arc<OnceCell<bool>>,
+    /// Nextcloud chunked uploads, when the URL is a Nextcloud's (set up by `chunked`).
+    pub chunking: Option<Arc<super::chunked::Chunking>>,
 }
 
 impl Client {
@@ -67,6 +69,7 @@ impl Client {
             auth,
             idle,
             destination_probe: Arc::new(OnceCell::new()),
+            chunking: None,
         }
     }
 
@@ -277,7 +280,7 @@ pub(super) fn status_error(status: StatusCode, headers: &HeaderMap, what: &str) 
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap, now: OffsetDateTime) -> Option<Duration> {
+pub(super) fn retry_after(headers: &HeaderMap, now: OffsetDateTime) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = text.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

@@ -10,17 +10,22 @@
 //! Apache mod_dav checks the destination and then renames (WsgiDAV and rclone promise no
 //! better), so two uploads racing for the same new name can both succeed, the later
 //! replacing the earlier.
+//!
+//! Nextcloud is different (see [`nextcloud`]): it refuses names ending in `.part`, and needs
+//! no temporary name of ours.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_LENGTH, IF_NONE_MATCH};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use url::Url;
 
 use super::body::Rewindable;
+use super::chunked::{self, Outcome};
 use super::client::{ATTEMPTS, Client, status_error};
 use super::timeout::{Progress, Tracked};
-use super::{ops, quirks};
+use super::{chunks, ops, quirks};
 use crate::storage::{ItemKind, NameRules, StorageError, StoragePath, Upload, WriteMode, Written};
 
 pub(super) const TEMP_PREFIX: &str = ".filebridge-";
@@ -50,6 +55,10 @@ pub(super) async fn write(
         Ok(_) => true,
         Err(StorageError::NotFound) => false,
         Err(e) => return Err(e),
+    };
+    let upload = match nextcloud(client, path, &folder, upload, mode, existed).await? {
+        Via::Done(written) => return Ok(written),
+        Via::Ordinary(upload) => upload,
     };
     // A short name of its own: the user's name plus a suffix could pass the server's limit.
     let temp_name = format!(
@@ -97,6 +106,80 @@ pub(super) async fn write(
     })
 }
 
+enum Via {
+    Done(Written),
+    /// Not a Nextcloud: the ordinary way, with this body.
+    Ordinary(Upload),
+}
+
+/// Writes to a Nextcloud: a file of at most one chunk in one PUT straight to its name,
+/// larger ones and those of unknown length in chunks (see `chunked`). Nextcloud 30 and later
+/// refuse names ending in `.part` (its own part files have them), so the temporary name of
+/// the ordinary way would be refused; and it needs none: Nextcloud writes a PUT to a part
+/// file of its own, checks it against `Content-Length` and only then renames it into place,
+/// and it honours `If-None-Match: *`.
+async fn nextcloud(
+    client: &Client,
+    path: &StoragePath,
+    folder: &StoragePath,
+    upload: Upload,
+    mode: WriteMode,
+    existed: bool,
+) -> Result<Via, StorageError> {
+    let Some(chunking) = client.nextcloud() else {
+        return Ok(Via::Ordinary(upload));
+    };
+    // A small body of unknown length becomes one of known length here, so it goes in one
+    // PUT with `Content-Length`, which Nextcloud checks.
+    let upload = chunks::look_ahead(upload).await?;
+    let create_only = mode == WriteMode::CreateOnly;
+    let sent = if upload.length.is_some_and(|n| n <= chunking.chunk_size) {
+        if let Err(e) = put(client, path, upload, create_only).await {
+            return Err(in_target_terms(client, folder, e).await);
+        }
+        None
+    } else {
+        // Spares uploading gigabytes into a folder that is not there.
+        if !existed && !folder.is_root() {
+            match ops::stat(client, folder).await {
+                Ok(item) if item.kind == ItemKind::Folder => {}
+                Ok(_) => return Err(StorageError::Conflict(format!("{folder} is a file"))),
+                Err(e) => return Err(e),
+            }
+        }
+        match chunked::upload(client, path, upload, !create_only).await {
+            Ok(Outcome::Written(sent)) => Some(sent),
+            Ok(Outcome::Unsupported(upload)) => return Ok(Via::Ordinary(upload)),
+            Err(e) => return Err(in_target_terms(client, folder, e).await),
+        }
+    };
+    let item = ops::stat(client, path).await?;
+    // Chunks of unknown length go without `Content-Length`, which some PHP setups pass on
+    // as an empty body; the size in place is the last check.
+    if let (Some(sent), Some(size)) = (sent, item.size)
+        && size != sent
+    {
+        if !existed {
+            ops::delete_quietly(client, path).await;
+        }
+        return Err(StorageError::Backend(format!(
+            "Nextcloud stored {size} bytes of the {sent} sent"
+        )));
+    }
+    Ok(Via::Done(Written {
+        item,
+        created: !existed,
+    }))
+}
+
+/// A failure of a write to `folder`, where not found means the folder is missing (or a file).
+async fn in_target_terms(client: &Client, folder: &StoragePath, e: StorageError) -> StorageError {
+    match e {
+        StorageError::NotFound => missing_folder(client, folder).await,
+        other => other,
+    }
+}
+
 /// Why a PUT into `folder` found nothing: the folder is missing (not found) or a file.
 async fn missing_folder(client: &Client, folder: &StoragePath) -> StorageError {
     match ops::stat(client, folder).await {
@@ -116,6 +199,32 @@ pub(super) async fn put(
     create_only: bool,
 ) -> Result<(), StorageError> {
     let url = client.url(target, false)?;
+    let response = send_body(client, url, upload, |b| {
+        if create_only {
+            b.header(IF_NONE_MATCH, "*")
+        } else {
+            b
+        }
+    })
+    .await?;
+    let status = response.status();
+    match status {
+        s if s.is_success() => Ok(()),
+        // rclone answers 404, the others 409, for a missing folder.
+        StatusCode::NOT_FOUND | StatusCode::CONFLICT => Err(StorageError::NotFound),
+        StatusCode::PRECONDITION_FAILED => Err(StorageError::AlreadyExists),
+        _ => Err(status_error(status, response.headers(), "PUT")),
+    }
+}
+
+/// PUTs `upload` to `url`, streamed, with `Content-Length` when known and the headers
+/// `configure` adds; answers the server's response, whatever its status.
+pub(super) async fn send_body(
+    client: &Client,
+    url: Url,
+    upload: Upload,
+    configure: impl Fn(RequestBuilder) -> RequestBuilder,
+) -> Result<Response, StorageError> {
     let failure = Arc::new(Mutex::new(None));
     let source = Rewindable::new(upload.body, upload.length, Arc::clone(&failure));
     let mut attempt = 1;
@@ -128,12 +237,7 @@ pub(super) async fn put(
                 Method::PUT,
                 url.clone(),
                 |b| {
-                    let b = b.body(body);
-                    let b = if create_only {
-                        b.header(IF_NONE_MATCH, "*")
-                    } else {
-                        b
-                    };
+                    let b = configure(b.body(body));
                     match upload.length {
                         Some(length) => b.header(CONTENT_LENGTH, length),
                         None => b,
@@ -160,14 +264,7 @@ pub(super) async fn put(
             Err(failure) => return Err(failure.into_error(&Method::PUT)),
         }
     };
-    let status = response.status();
-    match status {
-        s if s.is_success() => Ok(()),
-        // rclone answers 404, the others 409, for a missing folder.
-        StatusCode::NOT_FOUND | StatusCode::CONFLICT => Err(StorageError::NotFound),
-        StatusCode::PRECONDITION_FAILED => Err(StorageError::AlreadyExists),
-        _ => Err(status_error(status, response.headers(), "PUT")),
-    }
+    Ok(response)
 }
 
 /// Deletes the temporary file unless disarmed: awaited on failure, spawned when dropped.
