@@ -7,6 +7,8 @@ mod context;
 mod download;
 mod files;
 mod health;
+pub mod hooks;
+mod jira_admin;
 mod mappings;
 mod me;
 mod problem;
@@ -32,9 +34,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, base_path: &str) {
                     .get(health::readyz)
                     .route(web::head().to(health::readyz)),
             )
+            .configure(hooks::routes)
             .service(
                 web::scope("/api/v1")
                     .configure(connections::routes)
+                    .configure(jira_admin::routes)
                     .service(resource("/me").get(me::me))
                     .service(resource("/session").delete(me::end_session))
                     .service(resource("/admin/egress").get(admin::egress_report))

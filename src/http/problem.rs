@@ -10,6 +10,8 @@ use crate::audit::AuditError;
 use crate::auth::AuthError;
 use crate::broker::BrokerError;
 use crate::db::DbError;
+use crate::jira::RegistrationError;
+use crate::jira::webhook::WebhookError;
 use crate::storage::StorageError;
 
 tokio::task_local! {
@@ -51,6 +53,12 @@ pub enum ApiError {
     Unrecorded(AuditError),
     #[error("{0}")]
     Internal(String),
+    /// A refused webhook delivery (`/hooks/jira`).
+    #[error(transparent)]
+    Webhook(WebhookError),
+    /// Registering the webhook in Jira failed for a reason of its own.
+    #[error(transparent)]
+    Registration(RegistrationError),
 }
 
 #[derive(Serialize)]
@@ -169,6 +177,84 @@ impl ApiError {
                 "internal",
                 "Internal error",
             ),
+            ApiError::Webhook(e) => webhook_status(e),
+            ApiError::Registration(e) => registration_status(e),
+        }
+    }
+}
+
+/// Webhook refusals. Every authentication failure (forged, unsigned, unknown token, no
+/// secret configured) has one code; the detail says what was wrong, for whoever set Jira up.
+fn webhook_status(error: &WebhookError) -> (StatusCode, &'static str, &'static str) {
+    use WebhookError as W;
+    match error {
+        W::SignatureMissing | W::SignatureInvalid | W::NoSecret | W::UnknownToken => (
+            StatusCode::UNAUTHORIZED,
+            "webhook_unauthenticated",
+            "Webhook not authenticated",
+        ),
+        W::TooLarge(_) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "webhook_too_large",
+            "Webhook too large",
+        ),
+        W::Malformed(_) => (
+            StatusCode::BAD_REQUEST,
+            "webhook_malformed",
+            "Not a Jira webhook",
+        ),
+        W::Database(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "Database unavailable",
+        ),
+    }
+}
+
+fn registration_status(error: &RegistrationError) -> (StatusCode, &'static str, &'static str) {
+    use RegistrationError as R;
+    match error {
+        R::SecretRequired(_) => (
+            StatusCode::CONFLICT,
+            "webhook_secret_required",
+            "Webhook secret required",
+        ),
+        R::NotAdmin => (
+            StatusCode::FORBIDDEN,
+            "jira_admin_required",
+            "Jira administrator required",
+        ),
+        R::UnknownVersion(_) | R::Jira(_) => (
+            StatusCode::BAD_GATEWAY,
+            "jira_bad_response",
+            "Unexpected answer from Jira",
+        ),
+        R::Database(_) | R::Audit(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "Database unavailable",
+        ),
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        match error {
+            WebhookError::Database(e) => ApiError::Database(DbError::Unreachable(e)),
+            other => ApiError::Webhook(other),
+        }
+    }
+}
+
+impl From<RegistrationError> for ApiError {
+    fn from(error: RegistrationError) -> Self {
+        match error {
+            // Jira's own failures keep their usual codes (`jira_unavailable` with
+            // Retry-After, `jira_bad_response`).
+            RegistrationError::Jira(e) => ApiError::Auth(AuthError::from(e)),
+            RegistrationError::Database(e) => ApiError::Database(DbError::Unreachable(e)),
+            RegistrationError::Audit(e) => ApiError::Audit(e),
+            other => ApiError::Registration(other),
         }
     }
 }
