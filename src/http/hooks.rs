@@ -130,12 +130,15 @@ fn respond(
     match outcome {
         Ok(_) => Ok(HttpResponse::Accepted().finish()),
         Err(error) => {
-            let request_id = req
-                .extensions()
-                .get::<RequestContext>()
-                .map(|c| c.request_id.clone())
-                .unwrap_or_default();
-            tracing::warn!(%request_id, path = req.path(), reason = %error, "Jira webhook refused");
+            // A database failure is logged where it becomes a 503 (problem.rs); refusals here.
+            if !matches!(error, WebhookError::Database(_)) {
+                let request_id = req
+                    .extensions()
+                    .get::<RequestContext>()
+                    .map(|c| c.request_id.clone())
+                    .unwrap_or_default();
+                tracing::warn!(%request_id, path = req.path(), reason = %error, "Jira webhook refused");
+            }
             Err(ApiError::from(error))
         }
     }
