@@ -7,6 +7,7 @@ mod context;
 mod download;
 mod files;
 mod health;
+mod jobs;
 pub mod hooks;
 mod jira_admin;
 mod mappings;
@@ -38,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, base_path: &str) {
             .service(
                 web::scope("/api/v1")
                     .configure(connections::routes)
+                    .configure(jobs::routes)
                     .configure(jira_admin::routes)
                     .service(resource("/me").get(me::me))
                     .service(resource("/session").delete(me::end_session))

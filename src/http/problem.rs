@@ -12,6 +12,7 @@ use crate::broker::BrokerError;
 use crate::db::DbError;
 use crate::jira::RegistrationError;
 use crate::jira::webhook::WebhookError;
+use crate::jobs::JobError;
 use crate::storage::StorageError;
 
 tokio::task_local! {
@@ -269,6 +270,16 @@ impl From<BrokerError> for ApiError {
             BrokerError::Storage(e) => ApiError::Storage(e),
             BrokerError::Database(e) => ApiError::Database(DbError::Unreachable(e)),
             BrokerError::Connection(reason) => ApiError::Storage(StorageError::Backend(reason)),
+        }
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(error: JobError) -> Self {
+        match error {
+            JobError::NotFound => ApiError::NotFound,
+            e @ JobError::WrongState(..) => ApiError::Conflict(e.to_string()),
+            JobError::Database(e) => ApiError::Database(DbError::Unreachable(e)),
         }
     }
 }

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 mod queue;
 mod worker;
 
+pub use queue::{Changed, KEEP_FINISHED, LIST_MAX, backoff, purge_finished};
 pub use queue::{JobFilter, JobState, JobSummary, discard, get, list, retry};
 pub use worker::Workers;
 
@@ -62,6 +63,24 @@ pub enum JobFailure {
     },
     /// Retrying cannot help (bad payload, unknown kind): dead at once, for an admin to see.
     Fatal(String),
+}
+
+/// What this instance's pool has done since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub claimed: u64,
+    pub completed: u64,
+    /// Failed attempts queued again.
+    pub retried: u64,
+    /// Jobs set aside as dead by this pool (after their last attempt, or fatal failures).
+    pub dead: u64,
+    /// Handler panics (each also counted as retried or dead).
+    pub panicked: u64,
+    /// Jobs given up because their lease was lost or could not be renewed in time.
+    pub lost_leases: u64,
+    /// Jobs handed back unfinished by `stop`.
+    pub released: u64,
+    pub database_errors: u64,
 }
 
 /// Runs jobs. One handler serves every kind; it dispatches on `job.kind`.

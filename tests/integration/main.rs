@@ -16,6 +16,7 @@ mod helpers;
 mod hooks;
 mod identity;
 mod jira_service;
+mod jobs;
 mod migrations;
 mod moto_peer;
 mod storage_fs;
