@@ -15,8 +15,10 @@ use crate::broker::Broker;
 use crate::config::{ConfigError, Settings, TlsFiles};
 use crate::db::{self, DbError};
 use crate::egress::{EgressClient, EgressError};
+use crate::events::{EventHandler, Lifecycle, reconcile};
 use crate::http::{self, ContextPolicy};
 use crate::jira::JiraClient;
+use crate::jobs::Workers;
 use crate::secrets::SecretCipher;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +49,11 @@ pub struct Application {
     local_addr: SocketAddr,
     server: Server,
     pool: PgPool,
-    retention: Option<tokio::task::JoinHandle<()>>,
+    /// Background tasks that end with the server: audit retention, the reconciliation
+    /// schedule, the daily clean-up of finished jobs.
+    background: Vec<tokio::task::JoinHandle<()>>,
+    workers: Workers,
+    shutdown_grace: std::time::Duration,
 }
 
 impl Application {
@@ -81,13 +87,22 @@ impl Application {
         let egress = EgressClient::new(&settings.egress, Some(&jira_base))?;
         let jira = JiraClient::new(jira_base, egress.clone(), settings.jira.timeout);
         let cipher = Arc::new(SecretCipher::new(master_key));
-        let broker = web::Data::new(Broker::new(
+        let broker = Arc::new(Broker::new(
             pool.clone(),
             jira.clone(),
             Arc::clone(&cipher),
             egress.clone(),
             settings.security.identity_cache_ttl,
         ));
+        let lifecycle = Lifecycle::new(
+            pool.clone(),
+            jira.clone(),
+            settings.jira.service_token.clone(),
+            Arc::clone(&broker),
+            settings.events.clone(),
+            settings.server.public_url.clone(),
+        );
+        let broker = web::Data::from(broker);
         let jira_data = web::Data::new(jira.clone());
         let server_settings = &settings.server;
         let sessions = SessionKeys::new(
@@ -115,6 +130,7 @@ impl Application {
         let pool_data = web::Data::new(pool.clone());
         let cipher_data = web::Data::from(cipher);
         let server_data = web::Data::new(server_settings.clone());
+        let hooks = web::Data::new(http::hooks::HookContext::from_settings(settings));
         let egress_data = web::Data::new(egress);
         let base_path = Arc::new(server_settings.base_path.clone());
 
@@ -139,6 +155,7 @@ impl Application {
                 .app_data(broker.clone())
                 .app_data(jira_data.clone())
                 .app_data(server_data.clone())
+                .app_data(hooks.clone())
                 .app_data(web::QueryConfig::default().error_handler(http::query_error))
                 .app_data(web::JsonConfig::default().error_handler(http::json_error))
                 .configure(|cfg| http::routes(cfg, &base_path))
@@ -163,14 +180,26 @@ impl Application {
         .run();
 
         tracing::info!(address = %local_addr, tls = server_settings.tls.is_some(), "listening");
-        let retention = settings
-            .audit_retention_days
-            .map(|days| tokio::spawn(apply_retention(pool.clone(), days)));
+        let mut background = vec![tokio::spawn(purge_finished_jobs(pool.clone()))];
+        if let Some(days) = settings.audit_retention_days {
+            background.push(tokio::spawn(apply_retention(pool.clone(), days)));
+        }
+        if let Some(interval) = settings.events.reconcile_interval {
+            background.push(tokio::spawn(reconcile::schedule(pool.clone(), interval)));
+        }
+        let workers = Workers::start(
+            pool.clone(),
+            Arc::new(EventHandler(Arc::new(lifecycle))),
+            settings.jobs.clone(),
+            Workers::instance_name(),
+        );
         Ok(Self {
             local_addr,
             server,
             pool,
-            retention,
+            background,
+            workers,
+            shutdown_grace: server_settings.shutdown_grace,
         })
     }
 
@@ -187,12 +216,14 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped by a signal or the handle; then closes the pool.
+    /// Serves until stopped by a signal or the handle; then lets the jobs in hand finish (or
+    /// hands them back to the queue) and closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        if let Some(retention) = &self.retention {
-            retention.abort();
+        for task in &self.background {
+            task.abort();
         }
+        self.workers.stop(self.shutdown_grace).await;
         self.pool.close().await;
         tracing::info!("stopped");
         result
@@ -213,6 +244,22 @@ async fn apply_retention(pool: PgPool, days: u32) {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, days, "audit retention applied"),
             Err(e) => tracing::warn!(error = %e, "audit retention failed; retrying tomorrow"),
+        }
+    }
+}
+
+/// Finished jobs are kept a while (their dedupe keys recognise late duplicate webhooks),
+/// then removed, daily.
+async fn purge_finished_jobs(pool: PgPool) {
+    let mut every_day = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+    loop {
+        every_day.tick().await;
+        match crate::jobs::purge_finished(&pool, crate::jobs::KEEP_FINISHED).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "finished jobs removed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "removing finished jobs failed; retrying tomorrow")
+            }
         }
     }
 }

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod jira;
+
 use crate::app::{Application, Migrations};
 use crate::config::{MasterKey, Settings, Sources};
 use crate::{db, doctor, telemetry};
@@ -41,6 +43,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Talk to Jira: register filebridge's webhook.
+    Jira {
+        #[command(subcommand)]
+        command: jira::JiraCommand,
     },
     /// Encryption keys.
     Keys {
@@ -175,7 +182,10 @@ async fn dispatch(cli: Cli) -> ExitCode {
             }
         }
         Command::Version => ExitCode::SUCCESS,
-        Command::Audit { command } => with_pool(settings, |pool| audit(pool, command)).await,
+        Command::Audit { command } => with_pool(&settings, |pool| audit(pool, command)).await,
+        Command::Jira { command } => {
+            with_pool(&settings, |pool| jira::run(&settings, pool, command)).await
+        }
         Command::Keys {
             command: KeysCommand::Rotate { new_key_file },
         } => {
@@ -190,7 +200,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Ok(key) => key,
                 Err(e) => return fail(format!("--new-key-file {}: {e}", new_key_file.display())),
             };
-            with_pool(settings, |pool| async move {
+            with_pool(&settings, |pool| async move {
                 let count = crate::secrets::rotate(&pool, &current, &new, crate::audit::Actor::operator())
                     .await
                     .map_err(|e| format!("rotation failed, nothing changed: {e}"))?;
@@ -207,13 +217,13 @@ async fn dispatch(cli: Cli) -> ExitCode {
                     "purge deletes every connection, mapping, secret and the audit trail; run it again with --yes".into(),
                 );
             }
-            with_pool(settings, purge).await
+            with_pool(&settings, purge).await
         }
     }
 }
 
 /// Runs an operator command against the database, without starting the daemon.
-async fn with_pool<F, Fut>(settings: Settings, command: F) -> ExitCode
+async fn with_pool<F, Fut>(settings: &Settings, command: F) -> ExitCode
 where
     F: FnOnce(sqlx::PgPool) -> Fut,
     Fut: std::future::Future<Output = Result<String, String>>,

@@ -11,6 +11,7 @@ pub mod connections;
 pub mod db;
 pub mod doctor;
 pub mod egress;
+pub mod events;
 pub mod http;
 pub mod jira;
 pub mod jobs;

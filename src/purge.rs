@@ -6,6 +6,9 @@ use sqlx::PgPool;
 
 /// Every table filebridge's migrations create, children before parents.
 const TABLES: &[&str] = &[
+    "jobs",
+    "reconcile_cursors",
+    "issue_folders",
     "project_mappings",
     "connection_secrets",
     "connections",

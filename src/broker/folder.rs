@@ -6,6 +6,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use super::mapping::Mapping;
+use super::records::{self, FolderState, IssueFolder};
 use super::{Access, BrokerError};
 use crate::auth::User;
 use crate::storage::{
@@ -17,6 +18,8 @@ use crate::storage::{
 pub struct FolderHandle {
     storage: Arc<dyn Storage>,
     mapping: Mapping,
+    /// The issue's folder as recorded; `None` until its first file or a Jira event makes it.
+    record: Option<IssueFolder>,
     access: Arc<Access>,
     user: Arc<User>,
     pool: PgPool,
@@ -30,18 +33,21 @@ impl FolderHandle {
     pub(super) fn new(
         storage: Arc<dyn Storage>,
         mapping: Mapping,
+        record: Option<IssueFolder>,
         access: Arc<Access>,
         user: Arc<User>,
         pool: PgPool,
     ) -> Result<Self, BrokerError> {
         let rules = storage.name_rules();
-        let base = match &access.issue {
-            Some(issue) => mapping.issue_folder(issue, rules)?,
-            None => mapping.project_folder(rules)?,
+        let base = match (&record, &access.issue) {
+            (Some(record), _) => StoragePath::parse(&record.path, rules)?,
+            (None, Some(issue)) => mapping.issue_folder(issue, rules)?,
+            (None, None) => mapping.project_folder(rules)?,
         };
         Ok(Self {
             storage,
             mapping,
+            record,
             access,
             user,
             pool,
@@ -129,8 +135,32 @@ impl FolderHandle {
         let full = self.full(relative)?;
         self.ensure_parent(&full).await?;
         let mut written = self.storage.write(&full, upload, mode).await?;
+        self.record_folder().await?;
         written.item = self.relative(written.item);
         Ok(written)
+    }
+
+    /// After the first write into an issue's folder, records which folder it is, so it
+    /// follows the issue from then on (keys and templates may change).
+    async fn record_folder(&self) -> Result<(), BrokerError> {
+        let (None, Some(issue)) = (&self.record, &self.access.issue) else {
+            return Ok(());
+        };
+        let mut conn = self.pool.acquire().await?;
+        records::put_if_absent(
+            &mut conn,
+            &IssueFolder {
+                issue_id: issue.id.clone(),
+                issue_key: issue.key.clone(),
+                project_id: issue.project_id.clone(),
+                connection_id: self.mapping.connection_id,
+                path: self.base_text.clone(),
+                state: FolderState::Active,
+                updated_at: time::OffsetDateTime::now_utc(),
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     pub async fn create_folder(&self, relative: &StoragePath) -> Result<Item, BrokerError> {
@@ -140,7 +170,9 @@ impl FolderHandle {
             )
             .into());
         }
-        Ok(self.relative(self.storage.create_folder(&self.full(relative)?).await?))
+        let created = self.storage.create_folder(&self.full(relative)?).await?;
+        self.record_folder().await?;
+        Ok(self.relative(created))
     }
 
     pub async fn rename(&self, from: &StoragePath, to: &StoragePath) -> Result<Item, BrokerError> {

@@ -14,6 +14,9 @@ use crate::storage::{NameRules, StorageError, StoragePath};
 /// issues the user may not see (issue security levels).
 pub const PROJECT_FOLDER: &str = "_project";
 
+/// Deleted issues' folders move here, under the mapping's root.
+pub const ARCHIVE_FOLDER: &str = "_archived";
+
 /// Placeholders an issue folder template may use. Summaries are deliberately not offered:
 /// no Jira content is stored, and a folder name would store it.
 pub const PLACEHOLDERS: [&str; 3] = ["{issue.key}", "{issue.id}", "{project.key}"];
@@ -76,10 +79,18 @@ pub fn check_template(template: &str) -> Result<(), String> {
             PLACEHOLDERS.join(", ")
         ));
     }
-    if template.split('/').next() == Some(PROJECT_FOLDER) {
-        return Err(format!(
-            "issue_folder must not start with {PROJECT_FOLDER}, the project's own folder"
-        ));
+    match template.split('/').next() {
+        Some(PROJECT_FOLDER) => {
+            return Err(format!(
+                "issue_folder must not start with {PROJECT_FOLDER}, the project's own folder"
+            ));
+        }
+        Some(ARCHIVE_FOLDER) => {
+            return Err(format!(
+                "issue_folder must not start with {ARCHIVE_FOLDER}, where deleted issues' folders go"
+            ));
+        }
+        _ => {}
     }
     if !template.contains("{issue.key}") && !template.contains("{issue.id}") {
         return Err("issue_folder must contain {issue.key} or {issue.id}, so every issue gets its own folder".into());
@@ -98,15 +109,15 @@ pub fn check_template(template: &str) -> Result<(), String> {
 const COLUMNS: &str = "project_id, project_key, connection_id, root, issue_folder, auto_create, \
                        created_at, updated_at, updated_by";
 
-pub async fn by_project_id(
-    pool: &PgPool,
+pub async fn by_project_id<'e>(
+    db: impl sqlx::PgExecutor<'e>,
     project_id: &str,
 ) -> Result<Option<Mapping>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM project_mappings WHERE project_id = $1"
     )))
     .bind(project_id)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await
 }
 

@@ -8,6 +8,7 @@
 mod access;
 mod folder;
 pub mod mapping;
+pub mod records;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -130,10 +131,22 @@ impl Broker {
         let mapping = mapping::by_project_id(&self.pool, &access.project_id)
             .await?
             .ok_or_else(|| BrokerError::NotMapped(access.project_key.clone()))?;
-        let storage = self.storage(mapping.connection_id).await?;
+        // An issue's recorded folder wins over the template: it is where its files are, even
+        // while a move that follows a changed key or project is still queued.
+        let record = match &access.issue {
+            Some(issue) => records::by_issue_id(&self.pool, &issue.id)
+                .await?
+                .filter(|r| r.state == records::FolderState::Active),
+            None => None,
+        };
+        let connection_id = record
+            .as_ref()
+            .map_or(mapping.connection_id, |r| r.connection_id);
+        let storage = self.storage(connection_id).await?;
         FolderHandle::new(
             storage,
             mapping,
+            record,
             access,
             caller.user.clone(),
             self.pool.clone(),
@@ -159,7 +172,8 @@ impl Broker {
             })
     }
 
-    async fn storage(&self, id: Uuid) -> Result<Arc<dyn Storage>, BrokerError> {
+    /// The opened storage of a connection (cached).
+    pub async fn storage(&self, id: Uuid) -> Result<Arc<dyn Storage>, BrokerError> {
         let pool = self.pool.clone();
         let cipher = Arc::clone(&self.cipher);
         let egress = self.egress.clone();

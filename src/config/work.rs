@@ -69,12 +69,7 @@ pub(super) fn events(
     server: &ServerSettings,
 ) -> Result<EventsSettings, ConfigError> {
     let webhook_url = match layers.string("jira.webhook_url")? {
-        Some(text) => super::http_url(
-            layers,
-            "jira.webhook_url",
-            &text,
-            super::Userinfo::Refused,
-        )?,
+        Some(text) => super::http_url(layers, "jira.webhook_url", &text, super::Userinfo::Refused)?,
         None => {
             let base = server.public_url.as_str().trim_end_matches('/');
             Url::parse(&format!("{base}/hooks/jira"))
@@ -89,10 +84,7 @@ pub(super) fn events(
     let reconcile_interval = match interval {
         d if d.is_zero() => None,
         d if d < Duration::from_secs(10) => {
-            return Err(layers.invalid(
-                "reconcile.interval",
-                "must be 0 (off) or at least 10s",
-            ));
+            return Err(layers.invalid("reconcile.interval", "must be 0 (off) or at least 10s"));
         }
         d => Some(d),
     };

@@ -116,7 +116,7 @@ pub async fn put(
     });
     audit::record(&mut tx, &audit_event).await?;
     tx.commit().await.map_err(db)?;
-    let stored = mapping::by_project_id(&pool, &project.id)
+    let stored = mapping::by_project_id(pool.get_ref(), &project.id)
         .await
         .map_err(db)?
         .ok_or(ApiError::NotFound)?;

@@ -7,11 +7,12 @@ mod context;
 mod download;
 mod files;
 mod health;
-mod jobs;
 pub mod hooks;
 mod jira_admin;
+mod jobs;
 mod mappings;
 mod me;
+mod pages;
 mod problem;
 mod upload;
 
@@ -35,15 +36,17 @@ pub fn routes(cfg: &mut web::ServiceConfig, base_path: &str) {
                     .get(health::readyz)
                     .route(web::head().to(health::readyz)),
             )
+            .configure(pages::routes)
             .configure(hooks::routes)
             .service(
                 web::scope("/api/v1")
                     .configure(connections::routes)
-                    .configure(jobs::routes)
                     .configure(jira_admin::routes)
+                    .configure(jobs::routes)
                     .service(resource("/me").get(me::me))
                     .service(resource("/session").delete(me::end_session))
                     .service(resource("/admin/egress").get(admin::egress_report))
+                    .service(resource("/admin/reconcile").post(admin::reconcile))
                     .service(
                         resource("/admin/audit")
                             .get(audit::list)

@@ -78,6 +78,8 @@ impl TestConfig {
             ("DATABASE__ACQUIRE_TIMEOUT", "2s"),
             ("JIRA__BASE_URL", jira_url),
             ("JIRA__TIMEOUT", "3s"),
+            // Two of the four database connections at most for background jobs.
+            ("JOBS__WORKERS", "2"),
             ("SECURITY__MASTER_KEY", &random_master_key()),
         ] {
             env.insert(format!("FILEBRIDGE__{key}"), value.to_string());

@@ -15,7 +15,7 @@
 //!   disk show up late.
 
 #[path = "webdav_peers.rs"]
-mod webdav_peers;
+pub(crate) mod webdav_peers;
 
 use std::time::Duration;
 

@@ -24,7 +24,9 @@ pub(super) fn at_risk(to: &StoragePath) -> bool {
 
 /// Whether MOVE to `to` would land elsewhere, probed in `to`'s folder once per storage.
 pub(super) async fn moves_mangle(client: &Client, to: &StoragePath) -> Result<bool, StorageError> {
-    if !at_risk(to) {
+    // Nextcloud (Sabre) reads Destination correctly, and since version 30 refuses the
+    // `.part` names the probe would use.
+    if !at_risk(to) || client.chunking.is_some() {
         return Ok(false);
     }
     let folder = to.parent().unwrap_or_default();

@@ -1,0 +1,223 @@
+//! One issue's folder brought in line with Jira: created, moved after a new key or project,
+//! or archived after the issue was deleted.
+
+use sqlx::PgConnection;
+
+use super::{EventError, Lifecycle, SyncIssue, actor, links, transfer};
+use crate::audit::{self, AuditEvent, Outcome};
+use crate::broker::mapping::{self, ARCHIVE_FOLDER, Mapping};
+use crate::broker::records::{self, FolderState, IssueFolder};
+use crate::jira::{Credential, IssueRef, JiraError};
+use crate::storage::{NameRules, StorageError, StoragePath};
+
+pub(super) async fn sync_issue(lc: &Lifecycle, sync: &SyncIssue) -> Result<(), EventError> {
+    let credential = Credential::Bearer(lc.token()?.clone());
+    let current = match lc.jira.issue(&credential, &sync.issue_id).await {
+        Ok(issue) => Some(issue),
+        Err(JiraError::NotFound) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mut tx = lc.pool.begin().await?;
+    lock(&mut tx, &format!("issue:{}", sync.issue_id)).await?;
+    let record = records::by_issue_id(&mut *tx, &sync.issue_id).await?;
+    let folder = match (current, record) {
+        (None, Some(record)) if sync.deleted && record.state == FolderState::Active => {
+            archive(lc, &mut tx, record).await?;
+            None
+        }
+        // Not visible to the service user, or never had a folder: nothing to follow.
+        (None, _) => None,
+        (Some(issue), record) => follow(lc, &mut tx, &issue, record)
+            .await?
+            .map(|record| (issue, record)),
+    };
+    tx.commit().await?;
+    if let Some((issue, record)) = folder
+        && lc.settings.remote_links
+    {
+        links::upsert(lc, &issue, &record).await?;
+    }
+    Ok(())
+}
+
+/// Serialises work on one issue (or project) across workers and instances, for the rest of
+/// the transaction.
+pub(super) async fn lock(conn: &mut PgConnection, what: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("filebridge:{what}"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Where the issue's folder should be, and moving or creating it there. Returns the active
+/// record afterwards, if the issue has a folder.
+async fn follow(
+    lc: &Lifecycle,
+    tx: &mut PgConnection,
+    issue: &IssueRef,
+    record: Option<IssueFolder>,
+) -> Result<Option<IssueFolder>, EventError> {
+    let record = record.filter(|r| r.state == FolderState::Active);
+    let Some(mapping) = mapping::by_project_id(&mut *tx, &issue.project_id).await? else {
+        // Moved to a project without storage: the files stay where they are, recorded, until
+        // the project is mapped; only the key is kept current.
+        if let Some(mut record) = record {
+            record.issue_key = issue.key.clone();
+            record.project_id = issue.project_id.clone();
+            records::put(tx, &record).await?;
+        }
+        return Ok(None);
+    };
+    let storage = lc.broker.storage(mapping.connection_id).await?;
+    let rules = storage.name_rules();
+    let desired = mapping.issue_folder(issue, rules)?;
+    let wanted = IssueFolder {
+        issue_id: issue.id.clone(),
+        issue_key: issue.key.clone(),
+        project_id: issue.project_id.clone(),
+        connection_id: mapping.connection_id,
+        path: desired.to_string(),
+        state: FolderState::Active,
+        updated_at: time::OffsetDateTime::now_utc(),
+    };
+    let Some(record) = record else {
+        if !mapping.auto_create {
+            return Ok(None);
+        }
+        storage.create_folder(&desired).await?;
+        records::put(tx, &wanted).await?;
+        audit_folder(tx, "folder.create", issue, None, &wanted).await?;
+        return Ok(Some(wanted));
+    };
+    if record.connection_id == wanted.connection_id && record.path == wanted.path {
+        if record.issue_key != wanted.issue_key || record.project_id != wanted.project_id {
+            records::put(tx, &wanted).await?;
+        }
+        return Ok(Some(wanted));
+    }
+    if record.connection_id == wanted.connection_id {
+        let from = StoragePath::parse(&record.path, rules)?;
+        move_within(storage.as_ref(), &from, &desired).await?;
+    } else {
+        let source = lc.broker.storage(record.connection_id).await?;
+        let from = StoragePath::parse(&record.path, source.name_rules())?;
+        transfer::move_across(source.as_ref(), &from, storage.as_ref(), &desired).await?;
+    }
+    records::put(tx, &wanted).await?;
+    audit_folder(tx, "folder.move", issue, Some(&record), &wanted).await?;
+    Ok(Some(wanted))
+}
+
+/// Renames a folder inside one storage. Safe to repeat: a folder already moved (the job
+/// died after the rename) is found at its target.
+pub(super) async fn move_within(
+    storage: &dyn crate::storage::Storage,
+    from: &StoragePath,
+    to: &StoragePath,
+) -> Result<(), EventError> {
+    let source_exists = exists(storage, from).await?;
+    let target_exists = exists(storage, to).await?;
+    match (source_exists, target_exists) {
+        (false, _) => Ok(()),
+        (true, true) => Err(EventError::Stuck(format!(
+            "cannot move the folder {from} to {to}: something is already there; move or \
+             remove one of them, then retry the job"
+        ))),
+        (true, false) => {
+            if let Some(parent) = to.parent().filter(|p| !p.is_root()) {
+                storage.create_folder(&parent).await?;
+            }
+            storage.rename(from, to).await?;
+            Ok(())
+        }
+    }
+}
+
+pub(super) async fn exists(
+    storage: &dyn crate::storage::Storage,
+    path: &StoragePath,
+) -> Result<bool, StorageError> {
+    match storage.stat(path).await {
+        Ok(_) => Ok(true),
+        Err(StorageError::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Moves a deleted issue's folder to `_archived` under its project's root (or beside it when
+/// the project is no longer mapped), and records it archived. Files are never deleted.
+async fn archive(
+    lc: &Lifecycle,
+    tx: &mut PgConnection,
+    record: IssueFolder,
+) -> Result<(), EventError> {
+    let mut archived = IssueFolder {
+        state: FolderState::Archived,
+        ..record.clone()
+    };
+    if lc.settings.archive_deleted {
+        let storage = lc.broker.storage(record.connection_id).await?;
+        let rules = storage.name_rules();
+        let from = StoragePath::parse(&record.path, rules)?;
+        let mapping = mapping::by_project_id(&mut *tx, &record.project_id).await?;
+        let target =
+            archive_target(storage.as_ref(), &from, mapping.as_ref(), &record, rules).await?;
+        if exists(storage.as_ref(), &from).await? {
+            move_within(storage.as_ref(), &from, &target).await?;
+        }
+        archived.path = target.to_string();
+    }
+    records::put(tx, &archived).await?;
+    let issue = IssueRef {
+        id: record.issue_id.clone(),
+        key: record.issue_key.clone(),
+        project_id: record.project_id.clone(),
+        project_key: String::new(),
+    };
+    audit_folder(tx, "folder.archive", &issue, Some(&record), &archived).await
+}
+
+/// `<root>/_archived/<folder name>`, or `<folder name> (<issue id>)` when an archived folder
+/// of that name exists already (a key can be reused after a deletion).
+async fn archive_target(
+    storage: &dyn crate::storage::Storage,
+    from: &StoragePath,
+    mapping: Option<&Mapping>,
+    record: &IssueFolder,
+    rules: NameRules,
+) -> Result<StoragePath, EventError> {
+    let root = match mapping {
+        Some(mapping) if from.starts_with(&mapping.root(rules)?) => mapping.root(rules)?,
+        _ => from.parent().unwrap_or_default(),
+    };
+    let archive = root.child(ARCHIVE_FOLDER, rules)?;
+    let name = match from.name() {
+        "" => record.issue_id.clone(),
+        name => name.to_string(),
+    };
+    let plain = archive.child(&name, rules)?;
+    if !exists(storage, &plain).await? {
+        return Ok(plain);
+    }
+    Ok(archive.child(&format!("{name} ({})", record.issue_id), rules)?)
+}
+
+async fn audit_folder(
+    tx: &mut PgConnection,
+    action: &'static str,
+    issue: &IssueRef,
+    before: Option<&IssueFolder>,
+    after: &IssueFolder,
+) -> Result<(), EventError> {
+    let mut event = AuditEvent::new(actor(), action, Outcome::Success);
+    event.target = Some(format!("issue:{}", issue.key));
+    event.path = Some(after.path.clone());
+    event.details = serde_json::json!({
+        "issue_id": issue.id,
+        "connection_id": after.connection_id,
+        "from": before.map(|b| serde_json::json!({"path": b.path, "connection_id": b.connection_id, "issue_key": b.issue_key})),
+    });
+    audit::record(tx, &event).await?;
+    Ok(())
+}

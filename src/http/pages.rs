@@ -1,0 +1,52 @@
+//! filebridge's own page for an issue's folder (where the "Files" link in Jira points), and
+//! its static assets, compiled into the binary: nothing is read from disk at run time.
+//!
+//! The page is the same for every issue: its script reads the key from the address and asks
+//! the API as the signed-in user, so the page itself reveals nothing and needs no check.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, web};
+
+use super::resource;
+
+const ISSUE_PAGE: &str = include_str!("../../assets/issue.html");
+const ISSUE_SCRIPT: &str = include_str!("../../assets/issue.js");
+const ISSUE_STYLE: &str = include_str!("../../assets/issue.css");
+const ICON: &[u8] = include_bytes!("../../assets/files-16.png");
+
+/// Scripts and styles from filebridge only, no inline code; framing by Jira (same origin)
+/// only.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                           img-src 'self'; connect-src 'self'; form-action 'self'; \
+                           base-uri 'none'; frame-ancestors 'self'";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/issues/{key}").get(issue_page))
+        .service(
+            resource("/static/issue.js")
+                .get(|| asset("text/javascript; charset=utf-8", ISSUE_SCRIPT.as_bytes())),
+        )
+        .service(
+            resource("/static/issue.css")
+                .get(|| asset("text/css; charset=utf-8", ISSUE_STYLE.as_bytes())),
+        )
+        .service(resource("/static/files-16.png").get(|| asset("image/png", ICON)));
+}
+
+async fn issue_page() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_POLICY))
+        .body(ISSUE_PAGE)
+}
+
+async fn asset(content_type: &'static str, body: &'static [u8]) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, content_type))
+        // Assets change only with the binary; an hour keeps Jira pages with many links cheap.
+        .insert_header((
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        ))
+        .body(body)
+}
