@@ -27,9 +27,15 @@ pub(super) async fn sync_issue(lc: &Lifecycle, sync: &SyncIssue) -> Result<(), E
         }
         // Not visible to the service user, or never had a folder: nothing to follow.
         (None, _) => None,
-        (Some(issue), record) => follow(lc, &mut tx, &issue, record)
-            .await?
-            .map(|record| (issue, record)),
+        (Some(issue), record) => {
+            let record = match record {
+                Some(record) => Some(record),
+                None => adopt(lc, &mut tx, &issue, sync).await?,
+            };
+            follow(lc, &mut tx, &issue, record)
+                .await?
+                .map(|record| (issue, record))
+        }
     };
     tx.commit().await?;
     if let Some((issue, record)) = folder
@@ -38,6 +44,50 @@ pub(super) async fn sync_issue(lc: &Lifecycle, sync: &SyncIssue) -> Result<(), E
         links::upsert(lc, &issue, &record).await?;
     }
     Ok(())
+}
+
+/// A folder with files under the issue's previous key that nobody recorded (made before
+/// filebridge kept records): taken as the issue's, so the move below brings it along.
+async fn adopt(
+    lc: &Lifecycle,
+    tx: &mut PgConnection,
+    issue: &IssueRef,
+    sync: &SyncIssue,
+) -> Result<Option<IssueFolder>, EventError> {
+    let Some(previous) = &sync.previous else {
+        return Ok(None);
+    };
+    let Some(mapping) = mapping::by_project_id(&mut *tx, &previous.project_id).await? else {
+        return Ok(None);
+    };
+    let storage = lc.broker.storage(mapping.connection_id).await?;
+    let before = IssueRef {
+        id: issue.id.clone(),
+        key: previous.key.clone(),
+        project_id: previous.project_id.clone(),
+        project_key: mapping.project_key.clone(),
+    };
+    let path = mapping.issue_folder(&before, storage.name_rules())?;
+    // Someone else's recorded folder at that path is not this issue's to take.
+    let taken: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM issue_folders WHERE path = $1 AND connection_id = $2)",
+    )
+    .bind(path.to_string())
+    .bind(mapping.connection_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if taken || !exists(storage.as_ref(), &path).await? {
+        return Ok(None);
+    }
+    Ok(Some(IssueFolder {
+        issue_id: issue.id.clone(),
+        issue_key: previous.key.clone(),
+        project_id: previous.project_id.clone(),
+        connection_id: mapping.connection_id,
+        path: path.to_string(),
+        state: FolderState::Active,
+        updated_at: time::OffsetDateTime::now_utc(),
+    }))
 }
 
 /// Serialises work on one issue (or project) across workers and instances, for the rest of

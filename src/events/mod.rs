@@ -41,6 +41,17 @@ pub struct SyncIssue {
     /// service user lost sight of it.
     #[serde(default)]
     pub deleted: bool,
+    /// The key and project the issue had before this change, when the event said so: a
+    /// folder made under that key before filebridge kept records (or by hand) is adopted
+    /// and moved instead of left behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Previous {
+    pub key: String,
+    pub project_id: String,
 }
 
 /// A project may have a new key: re-point its mapping and its folders.
@@ -160,9 +171,17 @@ impl Lifecycle {
         let event: JiraEvent = payload(job)?;
         match (&event.kind, &event.issue, &event.project) {
             (EventKind::IssueCreated | EventKind::IssueUpdated, Some(issue), _) => {
+                let previous = event.previous_key.clone().map(|key| Previous {
+                    key,
+                    project_id: event
+                        .previous_project_id
+                        .clone()
+                        .unwrap_or_else(|| issue.project_id.clone()),
+                });
                 let sync = SyncIssue {
                     issue_id: issue.id.clone(),
                     deleted: false,
+                    previous,
                 };
                 folders::sync_issue(self, &sync).await
             }
@@ -170,6 +189,7 @@ impl Lifecycle {
                 let sync = SyncIssue {
                     issue_id: issue.id.clone(),
                     deleted: true,
+                    previous: None,
                 };
                 folders::sync_issue(self, &sync).await
             }

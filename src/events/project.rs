@@ -59,6 +59,7 @@ pub(super) async fn project_changed(lc: &Lifecycle, project_id: &str) -> Result<
         let sync = SyncIssue {
             issue_id: record.issue_id,
             deleted: false,
+            previous: None,
         };
         jobs::enqueue(
             &mut tx,

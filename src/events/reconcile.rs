@@ -143,6 +143,7 @@ fn sync_payload(issue_id: &str, deleted: bool) -> Result<serde_json::Value, Even
     serde_json::to_value(SyncIssue {
         issue_id: issue_id.to_string(),
         deleted,
+        previous: None,
     })
     .map_err(|e| EventError::Payload(e.to_string()))
 }

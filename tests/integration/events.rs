@@ -480,3 +480,21 @@ async fn jira_throttling_and_outages_delay_jobs_without_losing_them() {
     w.wait_for_jobs().await;
     assert_eq!(w.record(&id).await.unwrap().0, "PROJ-2");
 }
+
+#[tokio::test]
+async fn a_folder_nobody_recorded_is_adopted_when_its_issue_gets_a_new_key() {
+    let w = world().await;
+    // An issue and a folder from before filebridge kept records: no event, no record.
+    w.jira().add_issue("PROJ", "PROJ-1");
+    std::fs::create_dir_all(w.dir("Jira/PROJ/PROJ-1")).unwrap();
+    std::fs::write(w.dir("Jira/PROJ/PROJ-1/old.txt"), b"kept").unwrap();
+    w.jira().rename_issue("PROJ-1", "PROJ-5").await;
+    w.wait_for_dir("Jira/PROJ/PROJ-5").await;
+    w.wait_for_jobs().await;
+    assert_eq!(
+        std::fs::read(w.dir("Jira/PROJ/PROJ-5/old.txt")).unwrap(),
+        b"kept"
+    );
+    assert!(!w.dir("Jira/PROJ/PROJ-1").exists(), "moved, not copied");
+    assert_eq!(w.list("PROJ-5").await, vec!["old.txt"]);
+}

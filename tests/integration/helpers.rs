@@ -80,6 +80,8 @@ impl TestConfig {
             ("JIRA__TIMEOUT", "3s"),
             // Two of the four database connections at most for background jobs.
             ("JOBS__WORKERS", "2"),
+            // No scheduled reconciliation job in tests that count jobs; tests of it ask.
+            ("RECONCILE__INTERVAL", "0"),
             ("SECURITY__MASTER_KEY", &random_master_key()),
         ] {
             env.insert(format!("FILEBRIDGE__{key}"), value.to_string());
