@@ -568,3 +568,58 @@ async fn even_debug_logs_carry_no_credentials() {
         assert!(!all.contains(secret), "a debug log line carries {secret}");
     }
 }
+
+#[tokio::test]
+async fn jira_register_webhook_creates_then_updates_one_webhook() {
+    let mut w = world().await;
+    assert_eq!(run(&w.env, &["migrate"]).await.0, 0);
+    w.jira.add_user("admin", "Jira admin");
+    w.jira.add_token("admin", "admin-token-secret");
+    w.jira.grant_global("admin", "ADMINISTER");
+    std::fs::write(w._dir.path().join("admin.token"), "admin-token-secret\n").unwrap();
+    let admin_token = w._dir.path().join("admin.token").display().to_string();
+    let args = [
+        "jira",
+        "register-webhook",
+        "--admin-token-file",
+        admin_token.as_str(),
+    ];
+
+    // Jira 10 signs deliveries: without a secret there is nothing to sign with.
+    let (code, _, stderr) = run(&w.env, &args).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("jira.webhook_secret"), "{stderr}");
+    assert!(w.jira.webhooks().is_empty());
+
+    w.env.insert(
+        "FILEBRIDGE__JIRA__WEBHOOK_SECRET".into(),
+        "cli-webhook-secret-0123456789".into(),
+    );
+    w.env.insert(
+        "FILEBRIDGE__JIRA__WEBHOOK_URL".into(),
+        "https://filebridge.internal.test/filebridge/hooks/jira".into(),
+    );
+    // The service user is no Jira administrator, so Jira refuses it.
+    let (code, _, stderr) = run(&w.env, &["jira", "register-webhook"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("administrator"), "{stderr}");
+
+    // The report goes to standard error, like every operator command's.
+    let (code, _, stderr) = run(&w.env, &args).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("created"), "{stderr}");
+    let (code, _, stderr) = run(&w.env, &args).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("updated"), "{stderr}");
+    let hooks = w.jira.webhooks();
+    assert_eq!(hooks.len(), 1, "running it twice leaves one webhook");
+    assert_eq!(
+        hooks[0].url,
+        "https://filebridge.internal.test/filebridge/hooks/jira"
+    );
+    assert_eq!(
+        hooks[0].secret.as_deref(),
+        Some("cli-webhook-secret-0123456789")
+    );
+    assert!(!stderr.contains("cli-webhook-secret") && !stderr.contains("admin-token-secret"));
+}
