@@ -137,7 +137,7 @@ async fn follow(
         }
         storage.create_folder(&desired).await?;
         records::put(tx, &wanted).await?;
-        audit_folder(tx, "folder.create", issue, None, &wanted).await?;
+        audit_folder(tx, "issue_folder.create", issue, None, &wanted).await?;
         return Ok(Some(wanted));
     };
     if record.connection_id == wanted.connection_id && record.path == wanted.path {
@@ -155,7 +155,7 @@ async fn follow(
         transfer::move_across(source.as_ref(), &from, storage.as_ref(), &desired).await?;
     }
     records::put(tx, &wanted).await?;
-    audit_folder(tx, "folder.move", issue, Some(&record), &wanted).await?;
+    audit_folder(tx, "issue_folder.move", issue, Some(&record), &wanted).await?;
     Ok(Some(wanted))
 }
 
@@ -225,7 +225,7 @@ async fn archive(
         project_id: record.project_id.clone(),
         project_key: String::new(),
     };
-    audit_folder(tx, "folder.archive", &issue, Some(&record), &archived).await
+    audit_folder(tx, "issue_folder.archive", &issue, Some(&record), &archived).await
 }
 
 /// `<root>/_archived/<folder name>`, or `<folder name> (<issue id>)` when an archived folder

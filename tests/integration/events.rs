@@ -290,18 +290,18 @@ async fn folders_follow_issues_through_create_rename_move_and_delete() {
 
     let system = "system:jira-events".to_string();
     assert_eq!(
-        w.audited("folder.create").await,
+        w.audited("issue_folder.create").await,
         vec![(system.clone(), Some("Jira/PROJ/PROJ-1".into()))]
     );
     assert_eq!(
-        w.audited("folder.move").await,
+        w.audited("issue_folder.move").await,
         vec![
             (system.clone(), Some("Jira/PROJ/PROJ-7".into())),
             (system.clone(), Some("Jira/DEST/DEST-3".into()))
         ]
     );
     assert_eq!(
-        w.audited("folder.archive").await,
+        w.audited("issue_folder.archive").await,
         vec![(system, Some("Jira/DEST/_archived/DEST-3".into()))]
     );
     // Nothing of the issue's content was kept: payloads hold ids and keys only.
@@ -456,7 +456,7 @@ async fn duplicate_and_out_of_order_webhooks_end_in_jiras_current_state() {
         .await
         .unwrap();
     assert_eq!(before, after);
-    assert_eq!(w.audited("folder.create").await.len(), 1);
+    assert_eq!(w.audited("issue_folder.create").await.len(), 1);
 }
 
 #[tokio::test]

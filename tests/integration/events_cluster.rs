@@ -104,7 +104,7 @@ async fn two_instances_work_a_burst_of_a_thousand_events_each_exactly_once() {
             .unwrap();
     assert_eq!((jobs, once), (1000, 1000), "every job ran once");
     let (creates, paths): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT path) FROM audit_events WHERE action = 'folder.create'",
+        "SELECT count(*), count(DISTINCT path) FROM audit_events WHERE action = 'issue_folder.create'",
     )
     .fetch_one(&pool)
     .await

@@ -36,7 +36,7 @@ async fn a_move_to_a_project_on_another_connection_copies_verifies_then_removes(
     let mut names = w.list("DEST-9").await;
     names.sort();
     assert_eq!(names, vec!["a.txt", "sub"]);
-    let moves = w.audited("folder.move").await;
+    let moves = w.audited("issue_folder.move").await;
     assert_eq!(moves.len(), 1);
     assert_eq!(moves[0].1.as_deref(), Some("Archive/DEST/DEST-9"));
 }
