@@ -249,7 +249,12 @@ async fn list(file: FileRequest, query: web::Query<PathQuery>) -> Result<HttpRes
             async |handle, path| Ok(Done::new(handle.list(&path).await?)),
         )
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    // Serialised straight from the items, not through a `serde_json::Value` tree.
+    #[derive(serde::Serialize)]
+    struct Listing<'a> {
+        items: &'a [crate::storage::Item],
+    }
+    Ok(HttpResponse::Ok().json(Listing { items: &items }))
 }
 
 async fn create_folder(

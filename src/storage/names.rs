@@ -153,7 +153,12 @@ fn check_segment(raw: &str, rules: NameRules) -> Result<String, StorageError> {
     if raw.contains('\\') {
         return Err(invalid("backslashes are not allowed"));
     }
-    let segment: String = raw.nfc().collect();
+    // Most names are already NFC (all ASCII ones are); the quick check skips rebuilding them
+    // char by char, a tenth of a large listing's CPU.
+    let segment: String = match unicode_normalization::is_nfc_quick(raw.chars()) {
+        unicode_normalization::IsNormalized::Yes => raw.to_string(),
+        _ => raw.nfc().collect(),
+    };
     if segment.len() > rules.max_segment_bytes {
         return Err(StorageError::InvalidName(format!(
             "a name may be at most {} bytes",

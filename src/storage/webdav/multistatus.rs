@@ -29,6 +29,42 @@ pub(super) struct Entry {
     pub etag: Option<String>,
 }
 
+/// The DAV elements the parser cares about; any other element (DAV or not) is `Other`. A
+/// `Copy` tag instead of the element's name as a `String` saves two allocations per element
+/// of a listing (a 1,000-item answer has some 15,000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Response,
+    Href,
+    Status,
+    Propstat,
+    Prop,
+    ResourceType,
+    Collection,
+    ContentLength,
+    LastModified,
+    Etag,
+    Other,
+}
+
+impl Tag {
+    fn of(local: &str) -> Tag {
+        match local {
+            "response" => Tag::Response,
+            "href" => Tag::Href,
+            "status" => Tag::Status,
+            "propstat" => Tag::Propstat,
+            "prop" => Tag::Prop,
+            "resourcetype" => Tag::ResourceType,
+            "collection" => Tag::Collection,
+            "getcontentlength" => Tag::ContentLength,
+            "getlastmodified" => Tag::LastModified,
+            "getetag" => Tag::Etag,
+            _ => Tag::Other,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Props {
     collection: bool,
@@ -43,8 +79,8 @@ pub(super) fn parse(body: &[u8]) -> Result<Vec<Entry>, StorageError> {
     let bad = |why: String| StorageError::Backend(format!("unreadable PROPFIND answer: {why}"));
     let text = std::str::from_utf8(body).map_err(|e| bad(e.to_string()))?;
     let mut reader = NsReader::from_str(text);
-    // The DAV local names of the open elements (None for other namespaces).
-    let mut stack: Vec<Option<String>> = Vec::new();
+    // The open elements (`Other` for other namespaces).
+    let mut stack: Vec<Tag> = Vec::new();
     let mut text = String::new();
     let mut entries = Vec::new();
     let mut href: Option<String> = None;
@@ -59,27 +95,22 @@ pub(super) fn parse(body: &[u8]) -> Result<Vec<Entry>, StorageError> {
         let (ns, event) = reader
             .read_resolved_event()
             .map_err(|e| bad(e.to_string()))?;
-        let dav_name = |local: &str| {
-            matches!(ns, ResolveResult::Bound(n) if n == DAV).then(|| local.to_owned())
-        };
+        let dav = matches!(ns, ResolveResult::Bound(n) if n == DAV);
+        let tag = |local: &str| if dav { Tag::of(local) } else { Tag::Other };
         let (name, empty) = match &event {
-            Event::Start(e) => (dav_name(e.local_name().as_ref()), false),
-            Event::Empty(e) => (dav_name(e.local_name().as_ref()), true),
+            Event::Start(e) => (tag(e.local_name().as_ref()), false),
+            Event::Empty(e) => (tag(e.local_name().as_ref()), true),
             Event::End(_) => {
-                let closed = stack.pop().flatten();
-                let parent = stack.last().cloned().flatten();
-                match (closed.as_deref(), parent.as_deref()) {
-                    (Some("href"), Some("response")) => href = Some(text.trim().to_string()),
-                    (Some("status"), Some("response")) => response_ok = is_success(&text),
-                    (Some("status"), Some("propstat")) => propstat_ok = is_success(&text),
-                    (Some("getcontentlength"), Some("prop")) => {
-                        props.size = text.trim().parse().ok()
-                    }
-                    (Some("getlastmodified"), Some("prop")) => {
-                        props.modified = parse_http_date(text.trim())
-                    }
-                    (Some("getetag"), Some("prop")) => props.etag = entity_tag(&text),
-                    (Some("propstat"), _) => {
+                let closed = stack.pop().unwrap_or(Tag::Other);
+                let parent = stack.last().copied().unwrap_or(Tag::Other);
+                match (closed, parent) {
+                    (Tag::Href, Tag::Response) => href = Some(text.trim().to_string()),
+                    (Tag::Status, Tag::Response) => response_ok = is_success(&text),
+                    (Tag::Status, Tag::Propstat) => propstat_ok = is_success(&text),
+                    (Tag::ContentLength, Tag::Prop) => props.size = text.trim().parse().ok(),
+                    (Tag::LastModified, Tag::Prop) => props.modified = parse_http_date(text.trim()),
+                    (Tag::Etag, Tag::Prop) => props.etag = entity_tag(&text),
+                    (Tag::Propstat, _) => {
                         let done = std::mem::take(&mut props);
                         if propstat_ok {
                             any_ok = true;
@@ -90,7 +121,7 @@ pub(super) fn parse(body: &[u8]) -> Result<Vec<Entry>, StorageError> {
                         }
                         propstat_ok = false;
                     }
-                    (Some("response"), _) => {
+                    (Tag::Response, _) => {
                         let done = std::mem::take(&mut found);
                         let usable = response_ok && std::mem::take(&mut any_ok);
                         if let (Some(href), true) = (href.take(), usable) {
@@ -127,9 +158,7 @@ pub(super) fn parse(body: &[u8]) -> Result<Vec<Entry>, StorageError> {
             Event::Eof => break,
             _ => continue,
         };
-        if name.as_deref() == Some("collection")
-            && stack.last().cloned().flatten().as_deref() == Some("resourcetype")
-        {
+        if name == Tag::Collection && stack.last() == Some(&Tag::ResourceType) {
             props.collection = true;
         }
         text.clear();
