@@ -7,9 +7,18 @@ const key = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop(
 const api = `../api/v1/issues/${encodeURIComponent(key)}/files`;
 const $ = (id) => document.getElementById(id);
 
+// Each load() takes a number; an answer that arrives after a newer load() started (the user
+// clicked on before the listing came back) is dropped instead of overwriting the newer one.
+let generation = 0;
+
 function folder() {
   const match = /^#path=(.*)$/.exec(location.hash);
-  return match ? decodeURIComponent(match[1]) : "";
+  if (!match) return "";
+  try {
+    return decodeURIComponent(match[1]);
+  } catch {
+    return match[1]; // not percent-encoded after all; the API judges the path
+  }
 }
 
 function status(text, error) {
@@ -18,13 +27,21 @@ function status(text, error) {
   $("status").hidden = !text;
 }
 
+// The API's problem document as one line: "Not found: no such resource (404)".
 async function problem(response) {
+  let body = null;
   try {
-    const body = await response.json();
-    return body.detail || body.title || `HTTP ${response.status}`;
+    body = await response.json();
   } catch {
-    return `HTTP ${response.status}`;
+    // not a problem document (a proxy's error page, say)
   }
+  const title = (body && body.title) || response.statusText || "Error";
+  const detail = body && body.detail;
+  return `${detail ? `${title}: ${detail}` : title} (${response.status})`;
+}
+
+function failure(error) {
+  return `Could not reach filebridge: ${error && error.message ? error.message : error}`;
 }
 
 function size(bytes) {
@@ -39,73 +56,109 @@ function crumbs(path) {
   const nav = $("crumbs");
   nav.replaceChildren();
   const parts = path ? path.split("/") : [];
-  const link = (label, target) => {
+  const link = (label, target, current) => {
     const a = document.createElement("a");
     a.href = `#path=${encodeURIComponent(target)}`;
     a.textContent = label;
-    nav.append(a, " / ");
+    if (current) a.setAttribute("aria-current", "page");
+    if (nav.childNodes.length) nav.append(" / ");
+    nav.append(a);
   };
-  link(key, "");
-  parts.forEach((part, i) => link(part, parts.slice(0, i + 1).join("/")));
+  link(key, "", !parts.length);
+  parts.forEach((part, i) => link(part, parts.slice(0, i + 1).join("/"), i === parts.length - 1));
+}
+
+// Folders first, then by name; storages list in orders of their own.
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+function byKindAndName(a, b) {
+  return (a.kind === "folder" ? 0 : 1) - (b.kind === "folder" ? 0 : 1) || collator.compare(a.name, b.name);
+}
+
+function row(item) {
+  const tr = document.createElement("tr");
+  const name = document.createElement("td");
+  const a = document.createElement("a");
+  a.textContent = item.kind === "folder" ? `${item.name}/` : item.name;
+  a.href = item.kind === "folder"
+    ? `#path=${encodeURIComponent(item.path)}`
+    : `${api}/content?path=${encodeURIComponent(item.path)}`;
+  name.append(a);
+  const bytes = document.createElement("td");
+  bytes.className = "num";
+  bytes.textContent = item.kind === "file" ? size(item.size) : "";
+  const modified = document.createElement("td");
+  modified.textContent = item.modified ? new Date(item.modified).toLocaleString() : "";
+  tr.append(name, bytes, modified);
+  return tr;
+}
+
+function showNothing(message) {
+  $("items").hidden = true;
+  $("upload").hidden = true;
+  status(message, true);
 }
 
 async function load() {
+  const mine = ++generation;
   const path = folder();
   $("issue").textContent = key;
+  document.title = `Files of ${key}`;
   crumbs(path);
   status("Loading…");
-  const response = await fetch(`${api}?path=${encodeURIComponent(path)}`, { credentials: "same-origin" });
-  if (!response.ok) {
-    $("items").hidden = true;
-    $("upload").hidden = true;
-    status(await problem(response), true);
+  let response, items;
+  try {
+    response = await fetch(`${api}?path=${encodeURIComponent(path)}`, { credentials: "same-origin" });
+    if (mine !== generation) return;
+    if (!response.ok) {
+      const message = await problem(response);
+      if (mine === generation) showNothing(message);
+      return;
+    }
+    ({ items } = await response.json());
+  } catch (error) {
+    if (mine === generation) showNothing(failure(error));
     return;
   }
-  const { items } = await response.json();
-  const rows = items.map((item) => {
-    const tr = document.createElement("tr");
-    const name = document.createElement("td");
-    const a = document.createElement("a");
-    a.textContent = item.kind === "folder" ? `${item.name}/` : item.name;
-    a.href = item.kind === "folder"
-      ? `#path=${encodeURIComponent(item.path)}`
-      : `${api}/content?path=${encodeURIComponent(item.path)}`;
-    name.append(a);
-    const bytes = document.createElement("td");
-    bytes.className = "num";
-    bytes.textContent = item.kind === "file" ? size(item.size) : "";
-    const modified = document.createElement("td");
-    modified.textContent = item.modified ? new Date(item.modified).toLocaleString() : "";
-    tr.append(name, bytes, modified);
-    return tr;
-  });
-  $("items").querySelector("tbody").replaceChildren(...rows);
+  if (mine !== generation) return;
+  $("items").querySelector("tbody").replaceChildren(...items.slice().sort(byKindAndName).map(row));
   $("items").hidden = false;
   $("upload").hidden = false;
   status(items.length ? "" : "This folder is empty.");
 }
 
-async function upload(files) {
+async function upload(input) {
+  // Copy the list: clearing the input below empties it.
+  const files = Array.from(input.files);
+  if (!files.length) return;
   const path = folder();
+  input.disabled = true;
+  let error = "";
   for (const file of files) {
     status(`Uploading ${file.name}…`);
     const target = path ? `${path}/${file.name}` : file.name;
-    const response = await fetch(`${api}/content?path=${encodeURIComponent(target)}`, {
-      method: "PUT",
-      credentials: "same-origin",
-      headers: { "X-Requested-With": "filebridge" },
-      body: file,
-    });
-    if (!response.ok) {
-      status(`${file.name}: ${await problem(response)}`, true);
-      return;
+    try {
+      const response = await fetch(`${api}/content?path=${encodeURIComponent(target)}`, {
+        method: "PUT",
+        credentials: "same-origin",
+        headers: { "X-Requested-With": "filebridge" },
+        body: file,
+      });
+      if (!response.ok) error = `${file.name}: ${await problem(response)}`;
+    } catch (e) {
+      error = `${file.name}: ${failure(e)}`;
     }
+    if (error) break;
   }
+  // Choosing the same file again must fire another change.
+  input.value = "";
+  input.disabled = false;
+  // Show what did arrive (earlier files of a failed batch), then why the rest did not.
   await load();
+  if (error) status(error, true);
 }
 
 window.addEventListener("hashchange", load);
 document.addEventListener("DOMContentLoaded", () => {
-  $("file").addEventListener("change", (event) => upload(event.target.files));
+  $("file").addEventListener("change", (event) => upload(event.target));
   load();
 });

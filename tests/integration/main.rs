@@ -18,6 +18,7 @@ mod health;
 mod helpers;
 mod hooks;
 mod identity;
+mod issue_page;
 mod jira_service;
 mod jobs;
 mod migrations;
