@@ -1,6 +1,7 @@
 //! The fake Jira's endpoints for background work — search, remote links, webhook registration
-//! for Jira 9 and 10 — and its webhook deliveries must behave like Jira, or the event tests
-//! prove nothing. Answers are validated against Atlassian's OpenAPI document for Jira DC 10.3
+//! for Jira 9 and 10 — its issue changes over REST (create, delete, and the fake's own move
+//! and re-key) and its webhook deliveries must behave like Jira, or the event tests and the
+//! demo prove nothing. Answers are validated against Atlassian's OpenAPI document for Jira DC 10.3
 //! where it describes them (it has no webhook paths; those follow the sources cited in
 //! `tests/fake-jira/src/hooks.rs`).
 
@@ -9,7 +10,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::fake_jira_schema::{
-    assert_matches_bean, client, openapi, response_schema, send, violations,
+    PATIENCE, assert_declared, assert_matches_bean, assert_matches_operation, client, openapi,
+    response_schema, send, violations,
 };
 
 /// `alice` browses PROJ (10000) with issues PROJ-1..3, links issues there; `root` is a Jira
@@ -305,4 +307,298 @@ async fn webhook_registration_follows_the_version() {
     );
     assert_eq!(jira.webhooks().len(), 1);
     assert_eq!(jira.webhooks()[0].api, WebhookApi::Jira10);
+}
+
+/// The 201 JSON schema of `POST <template>`.
+fn created_schema(template: &str) -> &'static Value {
+    let schema = &openapi()["paths"][template]["post"]["responses"]["201"]["content"]["application/json"]
+        ["schema"];
+    assert!(!schema.is_null(), "no 201 schema for POST {template}");
+    schema
+}
+
+fn new_issue(project: &str, summary: &str) -> Value {
+    json!({"fields": {"project": {"key": project}, "summary": summary, "issuetype": {"name": "Task"}}})
+}
+
+#[tokio::test]
+async fn issues_are_created_and_deleted_over_rest_as_jira_answers() {
+    let jira = world().await;
+    let issues = format!("{}/rest/api/2/issue", jira.base_url);
+    // Documented by Atlassian for the operations, and each answers otherwise without them.
+    let operations = &openapi()["paths"];
+    assert!(operations["/api/2/issue"]["post"]["responses"]["201"].is_object());
+    assert!(operations["/api/2/issue/{issueIdOrKey}"]["delete"]["responses"]["204"].is_object());
+
+    let (status, body) = send(
+        client()
+            .post(&issues)
+            .bearer_auth("alice-pat")
+            .json(&new_issue("PROJ", "Write it down")),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "needs Create issues: {body}"
+    );
+    assert_matches_bean("ErrorCollection", &body);
+    assert!(body["errors"]["project"].is_string(), "{body}");
+
+    jira.grant_project("alice", "PROJ", "CREATE_ISSUES");
+    let (status, created) = send(
+        client()
+            .post(&issues)
+            .bearer_auth("alice-pat")
+            .json(&new_issue("PROJ", "Write it down")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_valid(created_schema("/api/2/issue"), &created, "POST issue");
+    assert_declared("IssueCreateResponse", &created, &[]);
+    assert_eq!(
+        (&created["id"], &created["key"]),
+        (&json!("10103"), &json!("PROJ-4")),
+        "the project's next number"
+    );
+    let (status, issue) = send(
+        client()
+            .get(created["self"].as_str().expect("self"))
+            .bearer_auth("alice-pat"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_matches_operation("/api/2/issue/{issueIdOrKey}", &issue);
+    assert_eq!(
+        (&issue["key"], &issue["fields"]["summary"]),
+        (&json!("PROJ-4"), &json!("Write it down"))
+    );
+
+    // What Jira refuses, with its ErrorCollection naming the field.
+    for (request, field) in [
+        (new_issue("NOPE", "x"), "project"),
+        (new_issue("PROJ", " "), "summary"),
+        (
+            json!({"fields": {"project": {"id": "10000"}, "summary": "x"}}),
+            "issuetype",
+        ),
+        (
+            json!({"fields": {"project": {"id": "10000"}, "summary": "x", "issuetype": {"name": "Epic"}}}),
+            "issuetype",
+        ),
+    ] {
+        let (status, body) = send(
+            client()
+                .post(&issues)
+                .bearer_auth("alice-pat")
+                .json(&request),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{request}: {body}");
+        assert_matches_bean("ErrorCollection", &body);
+        assert!(body["errors"][field].is_string(), "{request}: {body}");
+    }
+    let (status, _) = send(client().post(&issues).json(&new_issue("PROJ", "x"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let one = format!("{issues}/PROJ-4");
+    let (status, body) = send(client().delete(&one).bearer_auth("alice-pat")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "needs Delete issues: {body}");
+    assert_matches_bean("ErrorCollection", &body);
+    jira.grant_project("alice", "PROJ", "DELETE_ISSUES");
+    assert_eq!(
+        send(client().delete(&one).bearer_auth("alice-pat")).await,
+        (StatusCode::NO_CONTENT, Value::Null)
+    );
+    assert_eq!(
+        send(client().get(&one).bearer_auth("alice-pat")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(client().delete(&one).bearer_auth("alice-pat")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // Like Jira, a deleted issue's number is not given again.
+    let (_, created) = send(
+        client()
+            .post(&issues)
+            .bearer_auth("alice-pat")
+            .json(&new_issue("PROJ", "Again")),
+    )
+    .await;
+    assert_eq!(created["key"], "PROJ-5");
+}
+
+#[tokio::test]
+async fn the_fakes_own_move_and_rekey_endpoints_change_the_world() {
+    let jira = world().await;
+    jira.add_project("DEST", "Destination");
+    jira.grant_project("alice", "DEST", "BROWSE_PROJECTS");
+    let move_url = format!("{}/_fake/issue/PROJ-1/move", jira.base_url);
+    let to_dest = json!({"project": "DEST"});
+    let (status, _) = send(
+        client()
+            .post(&move_url)
+            .bearer_auth("alice-pat")
+            .json(&to_dest),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "Move issues and Create issues needed"
+    );
+    jira.grant_project("alice", "PROJ", "MOVE_ISSUES");
+    jira.grant_project("alice", "DEST", "CREATE_ISSUES");
+    let (status, moved) = send(
+        client()
+            .post(&move_url)
+            .bearer_auth("alice-pat")
+            .json(&to_dest),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(
+        (&moved["id"], &moved["key"]),
+        (&json!("10100"), &json!("DEST-1"))
+    );
+    // The old key still finds the issue, which answers with its new key and project.
+    let (_, issue) = send(
+        client()
+            .get(format!("{}/rest/api/2/issue/PROJ-1", jira.base_url))
+            .bearer_auth("alice-pat"),
+    )
+    .await;
+    assert_eq!(
+        (&issue["key"], &issue["fields"]["project"]["key"]),
+        (&json!("DEST-1"), &json!("DEST"))
+    );
+    let (status, body) = send(
+        client()
+            .post(format!("{}/_fake/issue/PROJ-2/move", jira.base_url))
+            .bearer_auth("alice-pat")
+            .json(&json!({"project": "DEST", "key": "DEST-1"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a taken key: {body}");
+
+    let rekey = format!("{}/_fake/project/DEST/rekey", jira.base_url);
+    let (status, _) = send(
+        client()
+            .post(&rekey)
+            .bearer_auth("alice-pat")
+            .json(&json!({"key": "DST"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "administrators only");
+    let (status, project) = send(
+        client()
+            .post(&rekey)
+            .bearer_auth("root-pat")
+            .json(&json!({"key": "DST"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{project}");
+    assert_matches_operation("/api/2/project/{projectIdOrKey}", &project);
+    assert_eq!(project["key"], "DST");
+    let (_, issue) = send(
+        client()
+            .get(format!("{}/rest/api/2/issue/10100", jira.base_url))
+            .bearer_auth("alice-pat"),
+    )
+    .await;
+    assert_eq!(issue["key"], "DST-1");
+}
+
+#[tokio::test]
+async fn changes_over_rest_are_delivered_like_the_test_apis() {
+    let jira = world().await;
+    let (url, mut received) = super::fake_jira_deliveries::receiver().await;
+    send(
+        client()
+            .post(format!("{}/rest/jira-webhook/1.0/webhooks", jira.base_url))
+            .bearer_auth("root-pat")
+            .json(
+                &json!({"name": "fb", "url": url, "configuration": {"SECRET": "k3y"},
+                "events": ["jira:issue_created", "jira:issue_updated", "jira:issue_deleted"]}),
+            ),
+    )
+    .await;
+    jira.add_project("DEST", "Destination");
+    for (project, permissions) in [
+        (
+            "PROJ",
+            &["CREATE_ISSUES", "MOVE_ISSUES", "DELETE_ISSUES"][..],
+        ),
+        (
+            "DEST",
+            &["BROWSE_PROJECTS", "CREATE_ISSUES", "DELETE_ISSUES"][..],
+        ),
+    ] {
+        for permission in permissions {
+            jira.grant_project("alice", project, permission);
+        }
+    }
+    let mut next_event = async || {
+        let (signature, body) = tokio::time::timeout(PATIENCE, received.recv())
+            .await
+            .expect("delivered before the answer")
+            .expect("open");
+        assert!(signature.is_some_and(|s| s.starts_with("sha256=")));
+        serde_json::from_str::<Value>(&body).expect("JSON")
+    };
+
+    let (status, created) = send(
+        client()
+            .post(format!("{}/rest/api/2/issue", jira.base_url))
+            .bearer_auth("alice-pat")
+            .json(&new_issue("PROJ", "Announce me")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let event = next_event().await;
+    assert_eq!(event["webhookEvent"], "jira:issue_created");
+    assert_matches_bean("IssueBean", &event["issue"]);
+    assert_eq!(
+        (&event["issue"]["id"], &event["issue"]["key"]),
+        (&created["id"], &json!("PROJ-4"))
+    );
+
+    let (status, _) = send(
+        client()
+            .post(format!("{}/_fake/issue/PROJ-4/move", jira.base_url))
+            .bearer_auth("alice-pat")
+            .json(&json!({"project": "DEST"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let event = next_event().await;
+    assert_eq!(
+        (
+            &event["webhookEvent"],
+            &event["issue_event_type_name"],
+            &event["issue"]["key"]
+        ),
+        (
+            &json!("jira:issue_updated"),
+            &json!("issue_moved"),
+            &json!("DEST-1")
+        )
+    );
+
+    let (status, _) = send(
+        client()
+            .delete(format!("{}/rest/api/2/issue/DEST-1", jira.base_url))
+            .bearer_auth("alice-pat"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let event = next_event().await;
+    assert_eq!(
+        (&event["webhookEvent"], &event["issue"]["id"]),
+        (&json!("jira:issue_deleted"), &created["id"])
+    );
+    let log = jira.deliveries();
+    assert_eq!(log.len(), 3);
+    assert!(log.iter().all(|d| d.status == Some(202)), "{log:?}");
 }

@@ -1,4 +1,6 @@
 //! Changes a test makes to the world that Jira would announce by webhook, and the deliveries.
+//! The same changes made over HTTP (`POST`/`DELETE /rest/api/2/issue`, the fake's `/_fake/`
+//! move and re-key, see `routes.rs`) go through the same functions and are announced alike.
 //!
 //! Payloads follow Atlassian's documented issue event (`timestamp` in epoch milliseconds,
 //! `webhookEvent`, `issue_event_type_name`, `user`, `issue`, and for updates `changelog:
@@ -164,9 +166,83 @@ async fn post(delivery: &DeliveryRecord) -> Option<u16> {
         .flatten()
 }
 
+// The changes themselves, each returning the payload that announces it. Both the test API
+// below and the fake's REST endpoints (`routes.rs`) make changes through these, so a change
+// made over HTTP is announced exactly like one a test makes.
+
+/// `jira:issue_created` for the issue just added with id `id`.
+pub(crate) fn created(world: &mut World, base: &str, id: u64) -> Value {
+    let issue = world.issues[&id].clone();
+    issue_event(
+        world,
+        base,
+        "jira:issue_created",
+        "issue_created",
+        &issue,
+        Vec::new(),
+    )
+}
+
+/// Moves an issue to another project under a new key; `jira:issue_updated` with the
+/// changelog items `project` and `Key`.
+pub(crate) fn moved(
+    world: &mut World,
+    base: &str,
+    issue_key: &str,
+    new_project_key: &str,
+    new_issue_key: &str,
+) -> Value {
+    let before = world.expect_issue(issue_key).clone();
+    let old_project = world.projects[&before.project_id].clone();
+    world.move_issue(issue_key, new_project_key, new_issue_key);
+    let after = world.expect_issue(new_issue_key).clone();
+    let new_project = world.projects[&after.project_id].clone();
+    let items = vec![
+        item(
+            "project",
+            json!(old_project.id.to_string()),
+            &old_project.name,
+            json!(new_project.id.to_string()),
+            &new_project.name,
+        ),
+        item("Key", Value::Null, &before.key, Value::Null, &after.key),
+    ];
+    issue_event(
+        world,
+        base,
+        "jira:issue_updated",
+        "issue_moved",
+        &after,
+        items,
+    )
+}
+
+/// Deletes an issue; `jira:issue_deleted` with the issue as it was.
+pub(crate) fn deleted(world: &mut World, base: &str, issue_key: &str) -> Value {
+    let issue = world.expect_issue(issue_key).clone();
+    // Rendered before it goes: the payload shows the deleted issue.
+    let payload = issue_event(
+        world,
+        base,
+        "jira:issue_deleted",
+        "issue_deleted",
+        &issue,
+        Vec::new(),
+    );
+    world.delete_issue(issue_key);
+    payload
+}
+
+/// Changes a project's key (its issues' keys follow); `project_updated`.
+pub(crate) fn rekeyed(world: &mut World, base: &str, old_key: &str, new_key: &str) -> Value {
+    let id = world.change_project_key(old_key, new_key);
+    let project = world.projects[&id].clone();
+    project_event(world, base, "project_updated", &project)
+}
+
 impl Shared {
     /// Sends, drops or queues what `payload` makes, as the delivery mode says.
-    async fn announce(&self, payload: Value) {
+    pub(crate) async fn announce(&self, payload: Value) {
         let (mode, deliveries) = {
             let world = self.world();
             (world.deliveries.mode, outgoing(&world.webhooks, &payload))
@@ -195,15 +271,7 @@ impl FakeJira {
         let payload = {
             let mut world = self.shared.world();
             let id = world.add_issue(project_key, issue_key);
-            let issue = world.issues[&id].clone();
-            issue_event(
-                &mut world,
-                &self.base_url,
-                "jira:issue_created",
-                "issue_created",
-                &issue,
-                Vec::new(),
-            )
+            created(&mut world, &self.base_url, id)
         };
         let id = payload["issue"]["id"]
             .as_str()
@@ -216,32 +284,13 @@ impl FakeJira {
     /// Moves an issue to another project under a new key and announces `jira:issue_updated`
     /// with the changelog items `project` and `Key`.
     pub async fn move_issue_to(&self, issue_key: &str, new_project_key: &str, new_issue_key: &str) {
-        let payload = {
-            let mut world = self.shared.world();
-            let before = world.expect_issue(issue_key).clone();
-            let old_project = world.projects[&before.project_id].clone();
-            world.move_issue(issue_key, new_project_key, new_issue_key);
-            let after = world.expect_issue(new_issue_key).clone();
-            let new_project = world.projects[&after.project_id].clone();
-            let items = vec![
-                item(
-                    "project",
-                    json!(old_project.id.to_string()),
-                    &old_project.name,
-                    json!(new_project.id.to_string()),
-                    &new_project.name,
-                ),
-                item("Key", Value::Null, &before.key, Value::Null, &after.key),
-            ];
-            issue_event(
-                &mut world,
-                &self.base_url,
-                "jira:issue_updated",
-                "issue_moved",
-                &after,
-                items,
-            )
-        };
+        let payload = moved(
+            &mut self.shared.world(),
+            &self.base_url,
+            issue_key,
+            new_project_key,
+            new_issue_key,
+        );
         self.shared.announce(payload).await;
     }
 
@@ -296,21 +345,7 @@ impl FakeJira {
 
     /// Deletes an issue and announces `jira:issue_deleted` (with the issue as it was).
     pub async fn delete_issue(&self, issue_key: &str) {
-        let payload = {
-            let mut world = self.shared.world();
-            let issue = world.expect_issue(issue_key).clone();
-            // Rendered before it goes: the payload shows the deleted issue.
-            let payload = issue_event(
-                &mut world,
-                &self.base_url,
-                "jira:issue_deleted",
-                "issue_deleted",
-                &issue,
-                Vec::new(),
-            );
-            world.delete_issue(issue_key);
-            payload
-        };
+        let payload = deleted(&mut self.shared.world(), &self.base_url, issue_key);
         self.shared.announce(payload).await;
     }
 
@@ -330,12 +365,7 @@ impl FakeJira {
     /// Changes a project's key (its issues' keys follow) and announces `project_updated`.
     /// Like Jira, no event is sent for the issues whose keys changed.
     pub async fn change_project_key(&self, old_key: &str, new_key: &str) {
-        let payload = {
-            let mut world = self.shared.world();
-            let id = world.change_project_key(old_key, new_key);
-            let project = world.projects[&id].clone();
-            project_event(&mut world, &self.base_url, "project_updated", &project)
-        };
+        let payload = rekeyed(&mut self.shared.world(), &self.base_url, old_key, new_key);
         self.shared.announce(payload).await;
     }
 

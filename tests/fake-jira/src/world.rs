@@ -35,6 +35,9 @@ pub struct Project {
     pub id: u64,
     pub key: String,
     pub name: String,
+    /// The highest issue number given in the project (Jira's `pcounter`): a new issue gets
+    /// the next one, and numbers of deleted or moved-away issues are never reused.
+    pub counter: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +191,7 @@ impl World {
             id,
             key: key.to_owned(),
             name: name.to_owned(),
+            counter: 0,
         };
         self.projects.insert(id, project);
         id
@@ -234,7 +238,33 @@ impl World {
         };
         self.issues.insert(id, issue);
         self.issue_keys.insert(upper, id);
+        self.count_key(project_id, issue_key);
         id
+    }
+
+    /// Raises the project's counter to the number of `issue_key` when it is a key of the
+    /// project (`<PROJECT KEY>-<n>`).
+    fn count_key(&mut self, project_id: u64, issue_key: &str) {
+        let Some(project) = self.projects.get_mut(&project_id) else {
+            return;
+        };
+        let number = issue_key
+            .rsplit_once('-')
+            .filter(|(prefix, _)| prefix.eq_ignore_ascii_case(&project.key))
+            .and_then(|(_, n)| n.parse::<u64>().ok());
+        if let Some(number) = number {
+            project.counter = project.counter.max(number);
+        }
+    }
+
+    /// The key the project's next issue gets, as Jira numbers them: `<KEY>-<counter + 1>`, or
+    /// the next number after it whose key no issue holds (a former project key may).
+    pub fn next_issue_key(&self, project_id: u64) -> String {
+        let project = &self.projects[&project_id];
+        (project.counter + 1..)
+            .map(|n| format!("{}-{n}", project.key))
+            .find(|key| !self.issue_keys.contains_key(&key.to_ascii_uppercase()))
+            .expect("an unbounded range has a free number")
     }
 
     pub fn expect_issue(&mut self, issue_key: &str) -> &mut Issue {
@@ -264,6 +294,7 @@ impl World {
         issue.updated_ms = now;
         let id = issue.id;
         self.issue_keys.insert(upper, id);
+        self.count_key(project_id, new_issue_key);
     }
 
     /// Deletes an issue; none of its keys resolve afterwards.
