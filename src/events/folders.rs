@@ -12,13 +12,15 @@ use crate::storage::{NameRules, StorageError, StoragePath};
 
 pub(super) async fn sync_issue(lc: &Lifecycle, sync: &SyncIssue) -> Result<(), EventError> {
     let credential = Credential::Bearer(lc.token()?.clone());
+    let mut tx = lc.pool.begin().await?;
+    lock(&mut tx, &format!("issue:{}", sync.issue_id)).await?;
+    // Asked under the lock: two jobs for one issue must not apply Jira's answers in the
+    // opposite order from the one Jira gave them in.
     let current = match lc.jira.issue(&credential, &sync.issue_id).await {
         Ok(issue) => Some(issue),
         Err(JiraError::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
-    let mut tx = lc.pool.begin().await?;
-    lock(&mut tx, &format!("issue:{}", sync.issue_id)).await?;
     let record = records::by_issue_id(&mut *tx, &sync.issue_id).await?;
     let folder = match (current, record) {
         (None, Some(record)) if sync.deleted && record.state == FolderState::Active => {

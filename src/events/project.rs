@@ -12,14 +12,15 @@ use crate::storage::StoragePath;
 
 pub(super) async fn project_changed(lc: &Lifecycle, project_id: &str) -> Result<(), EventError> {
     let credential = Credential::Bearer(lc.token()?.clone());
+    let mut tx = lc.pool.begin().await?;
+    lock(&mut tx, &format!("project:{project_id}")).await?;
+    // Asked under the lock, like an issue's state (see `folders::sync_issue`).
     let project = match lc.jira.project(&credential, project_id).await {
         Ok(project) => project,
         // Deleted, or out of the service user's sight: the mapping stays for an admin.
         Err(JiraError::NotFound) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let mut tx = lc.pool.begin().await?;
-    lock(&mut tx, &format!("project:{}", project.id)).await?;
     let Some(current) = mapping::by_project_id(&mut *tx, &project.id).await? else {
         return Ok(());
     };
