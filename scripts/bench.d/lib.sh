@@ -7,7 +7,7 @@ die() {
     exit 1
 }
 
-declare -a TRACKED_PIDS=() TRACKED_NAMES=() CURL_PIDS=() CLEAN_DIRS=() USED_PORTS=()
+declare -a TRACKED_PIDS=() TRACKED_NAMES=() CURL_PIDS=() CLEAN_DIRS=() USED_PORTS=() EXTRA_PG_DIRS=()
 declare -A TP=() TPCPU=() IO_ACC=() UPLOADED=() CONC_RES=() LAT=() LATCPU=()
 declare -a TARGET_ROWS=()
 PG_STARTED=0
@@ -51,6 +51,13 @@ cleanup() {
     if ((PG_STARTED)); then
         "$PG_CLUSTER" stop "$PG_DIR" >/dev/null 2>&1 || say "could not stop the database in $PG_DIR"
     fi
+    for d in "${EXTRA_PG_DIRS[@]}"; do
+        if ((KEEP)); then
+            "$PG_CLUSTER" pause "$d" >/dev/null 2>&1 || say "could not stop the database in $d"
+        else
+            "$PG_CLUSTER" stop "$d" >/dev/null 2>&1 || say "could not stop the database in $d"
+        fi
+    done
     if ((KEEP)); then
         say "work directory kept: ${CLEAN_DIRS[*]}"
     else
@@ -65,15 +72,17 @@ cleanup() {
 
 ensure_packages() {
     local -a missing=()
-    [[ -x /usr/sbin/apache2 && -f /usr/lib/apache2/modules/mod_dav_fs.so ]] || missing+=(apache2)
-    command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
-    command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+    if ((!HOOKS_ONLY)); then
+        [[ -x /usr/sbin/apache2 && -f /usr/lib/apache2/modules/mod_dav_fs.so ]] || missing+=(apache2)
+        command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+        command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+        command -v strace >/dev/null 2>&1 || missing+=(strace)
+        command -v fatrace >/dev/null 2>&1 || missing+=(fatrace)
+        command -v cmp >/dev/null 2>&1 || missing+=(diffutils)
+    fi
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     command -v jq >/dev/null 2>&1 || missing+=(jq)
-    command -v strace >/dev/null 2>&1 || missing+=(strace)
-    command -v fatrace >/dev/null 2>&1 || missing+=(fatrace)
     command -v pgrep >/dev/null 2>&1 || missing+=(procps)
-    command -v cmp >/dev/null 2>&1 || missing+=(diffutils)
     ((${#missing[@]})) || return 0
     local hint="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
     if [[ $(id -u) -ne 0 ]]; then
@@ -135,6 +144,35 @@ wait_http() {
     done
 }
 
+# Starts the fake Jira on a free port; sets JIRA_PID, FAKE_JIRA_URL, DEMO_TOKEN, ADMIN_TOKEN.
+start_fake_jira() {
+    pick_port JIRA_PORT
+    say "starting the fake Jira on 127.0.0.1:$JIRA_PORT..."
+    "$BIN/fake-jira" --listen "127.0.0.1:$JIRA_PORT" >"$LOGS/fake-jira.out" 2>"$LOGS/fake-jira.log" &
+    track_pid $! fake-jira
+    JIRA_PID=$!
+    local deadline=$((SECONDS + 30))
+    while :; do
+        FAKE_JIRA_URL=$(sed -n 's/^FAKE_JIRA_URL=//p' "$LOGS/fake-jira.out" | head -n 1)
+        DEMO_TOKEN=$(sed -n 's/^DEMO_TOKEN=//p' "$LOGS/fake-jira.out" | head -n 1)
+        ADMIN_TOKEN=$(sed -n 's/^ADMIN_TOKEN=//p' "$LOGS/fake-jira.out" | head -n 1)
+        [[ -n $FAKE_JIRA_URL && -n $DEMO_TOKEN && -n $ADMIN_TOKEN ]] && break
+        kill -0 "$JIRA_PID" 2>/dev/null || die "the fake Jira exited early: $(tail -n 5 "$LOGS/fake-jira.log")"
+        ((SECONDS < deadline)) || die "the fake Jira printed no tokens within 30 s"
+        sleep 0.1
+    done
+}
+
+# The files filebridge reads its secrets from, in WORK (the service token is the fake's admin).
+write_fb_secrets() {
+    umask 077
+    head -c 32 /dev/urandom | base64 >"$WORK/master.key"
+    head -c 32 /dev/urandom | base64 >"$WORK/jira-webhook.secret"
+    printf '%s\n' "$ADMIN_TOKEN" >"$WORK/jira-service.token"
+    umask 022
+    mkdir -p "$WORK/cwd"
+}
+
 # admin METHOD PATH EXPECTED_CODE JSON: an admin API call; prints the answer's body.
 admin() {
     local method=$1 path=$2 want=$3 body=$4 out code
@@ -158,6 +196,12 @@ map_to() {
         --data-binary "$(jq -nc --arg id "$id" '{connection_id:$id,root:"bench"}')" \
         "$FB/api/v1/admin/projects/DEMO/mapping") || die "PUT mapping failed"
     [[ $code == 200 || $code == 201 ]] || die "PUT mapping answered $code: $(head -c 500 "$WORK/res/mapping.json")"
+    # The first write into DEMO-1's folder records that folder (issue_folders), and from then
+    # on its files stay there whatever the mapping says: that is how folders follow their
+    # issues. The benchmark moves DEMO between connections on purpose, so it forgets the
+    # record and the next request finds the folder through the mapping again.
+    psql -q -X -v ON_ERROR_STOP=1 "$DB_URL" -c "DELETE FROM issue_folders" >/dev/null ||
+        die "could not clear issue_folders"
     CUR_MAP=$kind
 }
 
@@ -730,16 +774,24 @@ print_machine() {
     printf '%-14s %s\n' "kernel" "$(uname -r)"
     printf '%-14s %s\n' "os" "$os"
     printf '%-14s %s\n' "filebridge" "$("$BIN/filebridge" version 2>/dev/null | head -n 1) at $rev (release build)"
-    printf '%-14s %s\n' "peers" "$(/usr/sbin/apache2 -v | sed -n 's/^Server version: //p'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(curl --version | awk 'NR==1 {print $1" "$2}')"
-    printf '%-14s %s\n' "work dir" "$WORK ($WORK_FS)"
-    printf '%-14s %s\n' "sizes" "transfers ${BIG_MIB} MiB; concurrency $CONC+$CONC x ${CONC_MIB} MiB; listing $ITEMS items$( ((QUICK)) && echo ' (--quick)')"
-    printf '%-14s %s\n' "webdav kind" "$( ((WEBDAV_OK)) && echo "working (connection test 200)" || echo "NOT working: connection test failed; filesystem kind only")"
+    if ((HOOKS_ONLY)); then
+        printf '%-14s %s\n' "work dir" "$WORK ($WORK_FS)"
+        printf '%-14s %s\n' "sizes" "webhooks ${HOOKS_COUNT} per run$( ((QUICK)) && echo ' (--quick)'); section 5 only (--hooks)"
+    else
+        printf '%-14s %s\n' "peers" "$(/usr/sbin/apache2 -v | sed -n 's/^Server version: //p'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(curl --version | awk 'NR==1 {print $1" "$2}')"
+        printf '%-14s %s\n' "work dir" "$WORK ($WORK_FS)"
+        printf '%-14s %s\n' "sizes" "transfers ${BIG_MIB} MiB; concurrency $CONC+$CONC x ${CONC_MIB} MiB; listing $ITEMS items; webhooks ${HOOKS_COUNT} per run$( ((QUICK)) && echo ' (--quick)')"
+        printf '%-14s %s\n' "webdav kind" "$( ((WEBDAV_OK)) && echo "working (connection test 200)" || echo "NOT working: connection test failed; filesystem kind only")"
+    fi
     printf '%-14s %s\n' "load now" "$(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 # What the daemons complained about during the run.
 print_logs() {
     local fb_lines fb_warn fb_err ap ng
+    if ((HOOKS_ONLY)); then
+        return 0 # section 5 reports its filebridges' logs itself
+    fi
     fb_lines=$(grep -c . "$LOGS/filebridge.log" || true)
     fb_warn=$(grep -c '"level":"WARN"' "$LOGS/filebridge.log" || true)
     fb_err=$(grep -c '"level":"ERROR"' "$LOGS/filebridge.log" || true)
@@ -762,7 +814,9 @@ print_summary() {
         printf '%s\n' "$row"
     done
     echo
-    echo "$MISSES target(s) missed; full run took $((SECONDS - STARTED)) s."
+    local what="full run"
+    ((HOOKS_ONLY)) && what="--hooks run"
+    echo "$MISSES target(s) missed; $what took $((SECONDS - STARTED)) s."
 }
 
 print_hold_info() {

@@ -105,6 +105,58 @@ fn item(field: &str, from: Value, from_string: &str, to: Value, to_string: &str)
     json!({"field": field, "fieldtype": "jira", "from": from, "fromString": from_string, "to": to, "toString": to_string})
 }
 
+/// The `X-Hub-Signature` value Jira 10 sends with `body` under a webhook's `secret`:
+/// `sha256=<hex HMAC-SHA256 of the body>`.
+pub fn hub_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The body of a `jira:issue_updated` delivery as [`FakeJira::edit_summary`] announces it
+/// (the issue as Jira renders it, the acting user, a changelog item `summary`), for an issue
+/// of project `project_key` that need not exist anywhere, with the given `issue_id`, key and
+/// `timestamp`. No server is involved: this is for load generators, which build, sign
+/// ([`hub_signature`]) and send many deliveries. filebridge identifies an event without a
+/// delivery id by its kind, issue id and `timestamp`, so distinct ids make distinct events.
+pub fn issue_updated_body(
+    base_url: &str,
+    project_key: &str,
+    issue_id: u64,
+    issue_key: &str,
+    timestamp_ms: i64,
+) -> String {
+    let mut world = World::default();
+    let project_id = world.add_project(project_key, &format!("Project {project_key}"));
+    let issue = Issue {
+        id: issue_id,
+        key: issue_key.to_owned(),
+        project_id,
+        summary: format!("Edited summary of {issue_key}"),
+        restricted_to: None,
+        created_ms: timestamp_ms - 86_400_000,
+        updated_ms: timestamp_ms,
+    };
+    world.next_changelog = issue_id + 100_000;
+    let items = vec![item(
+        "summary",
+        Value::Null,
+        &format!("Summary of {issue_key}"),
+        Value::Null,
+        &issue.summary,
+    )];
+    let mut body = issue_event(
+        &mut world,
+        base_url,
+        "jira:issue_updated",
+        "issue_updated",
+        &issue,
+        items,
+    );
+    body["timestamp"] = json!(timestamp_ms);
+    body.to_string()
+}
+
 /// The deliveries `payload` makes, one per subscribed webhook.
 fn outgoing(webhooks: &[Webhook], payload: &Value) -> Vec<DeliveryRecord> {
     let event = payload["webhookEvent"].as_str().unwrap_or("").to_owned();

@@ -43,7 +43,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpRequest, HttpServer, web};
 use tokio::sync::watch;
 
-pub use events::{DeliveryMode, DeliveryRecord};
+pub use events::{DeliveryMode, DeliveryRecord, hub_signature, issue_updated_body};
 pub use hooks::{Webhook, WebhookApi};
 pub use json::{VERSION, VERSION_9};
 use world::World;
