@@ -35,6 +35,8 @@ pub struct HookContext {
     pub max_bytes: usize,
     /// Where Jira is told to deliver (`jira.webhook_url`), for registering the webhook.
     pub webhook_url: url::Url,
+    /// Wakes the job workers after deliveries, a few times a second at most.
+    pub wakeup: jobs::Wakeup,
 }
 
 impl HookContext {
@@ -43,6 +45,7 @@ impl HookContext {
             secret: settings.jira.webhook_secret.clone(),
             max_bytes: settings.events.webhook_max_bytes,
             webhook_url: settings.events.webhook_url.clone(),
+            wakeup: jobs::Wakeup::default(),
         }
     }
 }
@@ -68,7 +71,7 @@ async fn signed(
             .get(SIGNATURE_HEADER)
             .and_then(|v| v.to_str().ok());
         verify_signature(secret, &body, signature)?;
-        intake(&req, &body, &pool).await
+        intake(&req, &body, &pool, &context.wakeup).await
     }
     .await;
     respond(&req, outcome)
@@ -86,14 +89,19 @@ async fn tokened(
         // Checked before the body is read: a stranger's body is not worth reading.
         check_token(&pool, token).await?;
         let body = read_body(&req, payload, context.max_bytes).await?;
-        intake(&req, &body, &pool).await
+        intake(&req, &body, &pool, &context.wakeup).await
     }
     .await;
     respond(&req, outcome)
 }
 
 /// Parses and queues a verified delivery; `true` when it was new.
-async fn intake(req: &HttpRequest, body: &[u8], pool: &PgPool) -> Result<bool, WebhookError> {
+async fn intake(
+    req: &HttpRequest,
+    body: &[u8],
+    pool: &PgPool,
+    wakeup: &jobs::Wakeup,
+) -> Result<bool, WebhookError> {
     let event = JiraEvent::parse(body)?;
     let delivery_id = req
         .headers()
@@ -108,9 +116,11 @@ async fn intake(req: &HttpRequest, body: &[u8], pool: &PgPool) -> Result<bool, W
         dedupe_key: Some(format!("jira:{identity}")),
         run_at: None,
     };
-    let mut tx = pool.begin().await?;
-    let queued = jobs::enqueue(&mut tx, &job).await?;
-    tx.commit().await?;
+    // One statement, committed (durably) before the 202.
+    let queued = jobs::enqueue_unnotified(pool, &job).await?;
+    if queued.is_some() {
+        wakeup.nudge(pool);
+    }
     match queued {
         Some(id) => {
             tracing::info!(job = id, event = event.kind.as_str(), %identity, "Jira event queued")

@@ -247,13 +247,25 @@ pub(super) async fn claim(
     let token = Uuid::new_v4();
     let claimed_at = Instant::now();
     let rows: Vec<(i64, String, serde_json::Value, i32)> = sqlx::query_as(
-        "WITH next AS (
-             SELECT id FROM jobs
-             WHERE (state = 'queued' AND run_at <= now())
-                OR (state = 'running' AND locked_until < now() AND attempts < $4)
-             ORDER BY run_at, id
+        // Two candidate lists, each read in order from its own partial index (`jobs_due`,
+        // `jobs_leases`) and cut at `n`: one query with an OR sorted every due job first,
+        // which grew with the queue (58 ms at 31,000 queued in the intake benchmark).
+        "WITH expired AS (
+             SELECT id, run_at FROM jobs
+             WHERE state = 'running' AND locked_until < now() AND attempts < $4
+             ORDER BY locked_until
              LIMIT $5
-             FOR UPDATE SKIP LOCKED)
+             FOR UPDATE SKIP LOCKED),
+         due AS (
+             SELECT id, run_at FROM jobs
+             WHERE state = 'queued' AND run_at <= now()
+             ORDER BY run_at
+             LIMIT $5
+             FOR UPDATE SKIP LOCKED),
+         next AS (
+             SELECT id FROM (SELECT * FROM expired UNION ALL SELECT * FROM due) candidates
+             ORDER BY run_at, id
+             LIMIT $5)
          UPDATE jobs j
          SET state = 'running', attempts = j.attempts + 1, locked_by = $1, lease_token = $2,
              locked_until = now() + make_interval(secs => $3), updated_at = now(),
