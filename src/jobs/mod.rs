@@ -13,6 +13,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
+mod claims;
 mod queue;
 mod worker;
 

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
-use super::queue::{self, Claimed, Recorded};
+use super::claims::{self, Claimed, Recorded};
 use super::{Handler, Job, JobFailure, WorkerStats, backoff};
 use crate::config::JobsSettings;
 
@@ -257,14 +257,14 @@ async fn dispatch(ctx: Arc<Context>, mut phase: watch::Receiver<Phase>, wake: Ar
 
 async fn claim(ctx: &Context, free: usize) -> Result<Vec<Claimed>, sqlx::Error> {
     let settings = &ctx.settings;
-    for id in queue::reap_expired(&ctx.pool, settings.max_attempts).await? {
+    for id in claims::reap_expired(&ctx.pool, settings.max_attempts).await? {
         ctx.count(|s| s.dead += 1);
         tracing::warn!(
             job = id,
             "job dead: its lease ran out on its last allowed attempt"
         );
     }
-    queue::claim(
+    claims::claim(
         &ctx.pool,
         &ctx.instance,
         free,
@@ -305,7 +305,7 @@ async fn work(
             result = &mut run.0 => break result,
             _ = beat.tick() => {
                 let sent = Instant::now();
-                let renew = queue::heartbeat(&ctx.pool, job.id, claimed.token, lease);
+                let renew = claims::heartbeat(&ctx.pool, job.id, claimed.token, lease);
                 match timeout(lease_ends.saturating_duration_since(sent), renew).await {
                     Ok(Ok(true)) => lease_ends = sent + lease,
                     Ok(Ok(false)) => return lost(&ctx, job, "another worker holds it now"),
@@ -373,7 +373,7 @@ fn lost(ctx: &Context, job: &Job, why: &str) -> Option<Instant> {
 
 async fn release(ctx: &Context, claimed: &Claimed) {
     let id = claimed.job.id;
-    match timeout(RELEASE_LIMIT, queue::release(&ctx.pool, id, claimed.token)).await {
+    match timeout(RELEASE_LIMIT, claims::release(&ctx.pool, id, claimed.token)).await {
         Ok(Ok(true)) => {
             ctx.count(|s| s.released += 1);
             tracing::info!(job = id, "unfinished job handed back for another instance");
@@ -403,7 +403,7 @@ async fn record(
     let (max_attempts, backoff_max) = (ctx.settings.max_attempts, ctx.settings.backoff_max);
     let mut failures = 0u32;
     loop {
-        match queue::finish(&ctx.pool, claimed, &outcome, max_attempts, backoff_max).await {
+        match claims::finish(&ctx.pool, claimed, &outcome, max_attempts, backoff_max).await {
             Ok(Some(Recorded::Done)) => {
                 ctx.count(|s| s.completed += 1);
                 return None;
