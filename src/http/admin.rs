@@ -23,8 +23,7 @@ pub async fn reconcile(
     admin: AdminUser,
     pool: web::Data<sqlx::PgPool>,
 ) -> Result<HttpResponse, super::ApiError> {
-    let db = |e: sqlx::Error| super::ApiError::Database(crate::db::DbError::Unreachable(e));
-    let mut tx = pool.begin().await.map_err(db)?;
+    let mut tx = pool.begin().await.map_err(super::ApiError::from)?;
     let job = crate::jobs::enqueue(
         &mut tx,
         &crate::jobs::NewJob {
@@ -35,7 +34,7 @@ pub async fn reconcile(
         },
     )
     .await
-    .map_err(db)?;
+    .map_err(super::ApiError::from)?;
     let mut event = super::files::event(
         &req,
         crate::audit::Actor::from(&*admin.0),
@@ -44,6 +43,6 @@ pub async fn reconcile(
     );
     event.details = json!({ "job_id": job });
     crate::audit::record(&mut tx, &event).await?;
-    tx.commit().await.map_err(db)?;
+    tx.commit().await.map_err(super::ApiError::from)?;
     Ok(HttpResponse::Accepted().json(json!({ "job_id": job })))
 }

@@ -20,7 +20,6 @@ use crate::audit::{self, Actor, AuditEvent, Outcome};
 use crate::auth::AdminUser;
 use crate::broker::Broker;
 use crate::connections::{self, Connection, ConnectionError, ConnectionSpec, check_secret};
-use crate::db::DbError;
 use crate::egress::EgressClient;
 use crate::secrets::{SecretCipher, SecretsError};
 use crate::storage::{StorageError, registry};
@@ -389,7 +388,7 @@ impl From<ConnectionError> for ApiError {
             }
             ConnectionError::Invalid(message) => ApiError::BadRequest(message),
             ConnectionError::Database(e) | ConnectionError::Secrets(SecretsError::Database(e)) => {
-                database(e)
+                ApiError::from(e)
             }
             ConnectionError::Audit(e) | ConnectionError::Secrets(SecretsError::Audit(e)) => {
                 ApiError::Audit(e)
@@ -397,20 +396,5 @@ impl From<ConnectionError> for ApiError {
             // A wrong master key or an altered row: the log has the message, with key ids.
             ConnectionError::Secrets(e) => ApiError::Internal(e.to_string()),
         }
-    }
-}
-
-/// The database being away (503, retry) told apart from an error it answered with (a bug:
-/// 500). SQLSTATE classes 08, 53, 57 and 40 are connection, resources, shutdown and
-/// serialization troubles that pass.
-fn database(error: sqlx::Error) -> ApiError {
-    let transient = match error.as_database_error().and_then(|db| db.code()) {
-        Some(code) => ["08", "53", "57", "40"].iter().any(|c| code.starts_with(c)),
-        None => error.as_database_error().is_none(),
-    };
-    if transient {
-        ApiError::Database(DbError::Unreachable(error))
-    } else {
-        ApiError::Internal(format!("database: {error}"))
     }
 }

@@ -12,7 +12,6 @@ use super::files::event;
 use super::{ApiError, resource};
 use crate::audit::{self, Actor, Outcome};
 use crate::auth::AdminUser;
-use crate::db::DbError;
 use crate::jobs::{self, Changed, JobFilter, JobState};
 
 /// Registers the `/admin/jobs` scope; call it inside the `/api/v1` scope.
@@ -70,10 +69,10 @@ async fn retry(
     pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req)?;
-    let mut tx = pool.begin().await.map_err(database)?;
+    let mut tx = pool.begin().await.map_err(ApiError::from)?;
     let changed = jobs::retry(&mut tx, id).await?;
     record(&mut tx, &admin, &req, "job.retry", &changed).await?;
-    tx.commit().await.map_err(database)?;
+    tx.commit().await.map_err(ApiError::from)?;
     Ok(HttpResponse::Ok().json(changed.job))
 }
 
@@ -83,10 +82,10 @@ async fn discard(
     pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req)?;
-    let mut tx = pool.begin().await.map_err(database)?;
+    let mut tx = pool.begin().await.map_err(ApiError::from)?;
     let changed = jobs::discard(&mut tx, id).await?;
     record(&mut tx, &admin, &req, "job.discard", &changed).await?;
-    tx.commit().await.map_err(database)?;
+    tx.commit().await.map_err(ApiError::from)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -116,8 +115,4 @@ fn path_id(req: &HttpRequest) -> Result<i64, ApiError> {
         .get("id")
         .and_then(|id| id.parse().ok())
         .ok_or(ApiError::NotFound)
-}
-
-fn database(e: sqlx::Error) -> ApiError {
-    ApiError::Database(DbError::Unreachable(e))
 }

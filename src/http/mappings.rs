@@ -53,7 +53,7 @@ pub async fn get(
     require_admin(&caller)?;
     let found = mapping::by_project_key(&pool, &project_key(&req))
         .await
-        .map_err(|e| ApiError::Database(crate::db::DbError::Unreachable(e)))?;
+        .map_err(ApiError::from)?;
     match found {
         Some(m) => Ok(HttpResponse::Ok().json(m)),
         None => Err(ApiError::NotFound),
@@ -87,14 +87,13 @@ pub async fn put(
         issue_folder: body.issue_folder.clone(),
         auto_create: body.auto_create,
     };
-    let db = |e: sqlx::Error| ApiError::Database(crate::db::DbError::Unreachable(e));
-    let mut tx = pool.begin().await.map_err(db)?;
+    let mut tx = pool.begin().await.map_err(ApiError::from)?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM connections WHERE id = $1)")
             .bind(body.connection_id)
             .fetch_one(&mut *tx)
             .await
-            .map_err(db)?;
+            .map_err(ApiError::from)?;
     if !exists {
         return Err(ApiError::BadRequest(
             "connection_id names no connection".into(),
@@ -102,7 +101,7 @@ pub async fn put(
     }
     let created = mapping::upsert(&mut tx, &new, &caller.user.key)
         .await
-        .map_err(db)?;
+        .map_err(ApiError::from)?;
     let mut audit_event = event(
         &req,
         Actor::from(&*caller.user),
@@ -115,10 +114,10 @@ pub async fn put(
         "issue_folder": body.issue_folder, "auto_create": body.auto_create, "created": created,
     });
     audit::record(&mut tx, &audit_event).await?;
-    tx.commit().await.map_err(db)?;
+    tx.commit().await.map_err(ApiError::from)?;
     let stored = mapping::by_project_id(pool.get_ref(), &project.id)
         .await
-        .map_err(db)?
+        .map_err(ApiError::from)?
         .ok_or(ApiError::NotFound)?;
     Ok(if created {
         HttpResponse::Created().json(stored)
@@ -133,17 +132,16 @@ pub async fn delete(
     pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&caller)?;
-    let db = |e: sqlx::Error| ApiError::Database(crate::db::DbError::Unreachable(e));
     let Some(found) = mapping::by_project_key(&pool, &project_key(&req))
         .await
-        .map_err(db)?
+        .map_err(ApiError::from)?
     else {
         return Err(ApiError::NotFound);
     };
-    let mut tx = pool.begin().await.map_err(db)?;
+    let mut tx = pool.begin().await.map_err(ApiError::from)?;
     mapping::delete(&mut tx, &found.project_id)
         .await
-        .map_err(db)?;
+        .map_err(ApiError::from)?;
     let mut audit_event = event(
         &req,
         Actor::from(&*caller.user),
@@ -154,7 +152,7 @@ pub async fn delete(
     audit_event.details =
         serde_json::json!({ "connection_id": found.connection_id, "root": found.root });
     audit::record(&mut tx, &audit_event).await?;
-    tx.commit().await.map_err(db)?;
+    tx.commit().await.map_err(ApiError::from)?;
     // The files stay where they are: removing a mapping never deletes storage content.
     Ok(HttpResponse::NoContent().finish())
 }

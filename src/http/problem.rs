@@ -238,6 +238,23 @@ fn registration_status(error: &RegistrationError) -> (StatusCode, &'static str, 
     }
 }
 
+/// The database being away (503, retry) told apart from an error it answered with (a bug:
+/// 500). SQLSTATE classes 08, 53, 57 and 40 are connection, resources, shutdown and
+/// serialization troubles that pass.
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        let transient = match error.as_database_error().and_then(|db| db.code()) {
+            Some(code) => ["08", "53", "57", "40"].iter().any(|c| code.starts_with(c)),
+            None => error.as_database_error().is_none(),
+        };
+        if transient {
+            ApiError::Database(DbError::Unreachable(error))
+        } else {
+            ApiError::Internal(format!("database: {error}"))
+        }
+    }
+}
+
 impl From<WebhookError> for ApiError {
     fn from(error: WebhookError) -> Self {
         match error {

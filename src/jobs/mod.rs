@@ -90,22 +90,11 @@ pub trait Handler: Send + Sync + 'static {
     async fn run(&self, job: &Job) -> Result<(), JobFailure>;
 }
 
-/// Adds a job, unless one with the same `dedupe_key` exists already (then `None`).
+/// Adds a job, unless one with the same `dedupe_key` exists already (then `None`), and wakes
+/// idle workers on every instance (at commit, when `conn` is a transaction).
 pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> Result<Option<i64>, sqlx::Error> {
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO jobs (kind, payload, dedupe_key, run_at)
-         VALUES ($1, $2, $3, COALESCE($4, now()))
-         ON CONFLICT (dedupe_key) DO NOTHING
-         RETURNING id",
-    )
-    .bind(&job.kind)
-    .bind(&job.payload)
-    .bind(&job.dedupe_key)
-    .bind(job.run_at)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let id = enqueue_unnotified(&mut *conn, job).await?;
     if id.is_some() {
-        // Wakes idle workers on every instance at once instead of at their next poll.
         sqlx::query("SELECT pg_notify('filebridge_jobs', '')")
             .execute(conn)
             .await?;

@@ -9,6 +9,7 @@ use fake_jira::{DeliveryMode, FakeJira};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+use crate::helpers::free_port;
 use crate::helpers::{TestApp, TestConfig, cluster_url, create_database, eventually, start};
 
 const SECRET: &str = "webhook-secret-0123456789abcdef";
@@ -18,15 +19,6 @@ pub struct World {
     pub app: TestApp,
     pub root: tempfile::TempDir,
     pub pool: PgPool,
-}
-
-/// A port nobody listens on now, so the webhook URL can be configured before the
-/// application binds it.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 pub fn events_config(config: &mut TestConfig, port: u16) {
@@ -225,6 +217,19 @@ impl World {
             .unwrap()
     }
 
+    /// Asks for a reconciliation as the administrator; 202 expected.
+    pub async fn reconcile(&self) {
+        let run = self
+            .app
+            .client
+            .post(self.app.url("/api/v1/admin/reconcile"))
+            .bearer_auth("root-pat")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(run.status(), 202);
+    }
+
     pub async fn record(&self, issue_id: &str) -> Option<(String, String, String)> {
         sqlx::query_as("SELECT issue_key, path, state FROM issue_folders WHERE issue_id = $1")
             .bind(issue_id)
@@ -376,15 +381,7 @@ async fn reconciliation_repairs_dropped_webhooks() {
     assert_eq!(jobs, 0, "nothing arrived");
     assert!(!w.dir("Jira/PROJ/PROJ-1").exists());
 
-    let run = w
-        .app
-        .client
-        .post(w.app.url("/api/v1/admin/reconcile"))
-        .bearer_auth("root-pat")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(run.status(), 202);
+    w.reconcile().await;
     w.wait_for_dir("Jira/PROJ/PROJ-1").await;
     w.wait_for_dir("Jira/PROJ/PROJ-2").await;
     w.wait_for_jobs().await;
@@ -396,15 +393,7 @@ async fn reconciliation_repairs_dropped_webhooks() {
 
     // A deletion nobody announced: the next run no longer finds the issue and archives it.
     w.jira().delete_issue("PROJ-2").await;
-    let again = w
-        .app
-        .client
-        .post(w.app.url("/api/v1/admin/reconcile"))
-        .bearer_auth("root-pat")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 202);
+    w.reconcile().await;
     w.wait_for_dir("Jira/PROJ/_archived/PROJ-2").await;
     w.wait_for_jobs().await;
     assert_eq!(w.record(&gone).await.unwrap().2, "archived");

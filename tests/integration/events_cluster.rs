@@ -9,16 +9,10 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::events::events_config;
+use crate::helpers::free_port;
 use crate::helpers::{TestConfig, cluster_url, create_database, eventually, http_client, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_filebridge");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// Users, projects and permissions as in `events::world`, without an application.
 fn jira_world(jira: &FakeJira) {

@@ -47,15 +47,7 @@ async fn reconciliation_honours_jiras_rate_limiting() {
     w.jira().set_delivery(fake_jira::DeliveryMode::Drop);
     w.jira().create_issue("PROJ", "PROJ-1").await;
     w.jira().rate_limit_next(2, 1);
-    let run = w
-        .app
-        .client
-        .post(w.app.url("/api/v1/admin/reconcile"))
-        .bearer_auth("root-pat")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(run.status(), 202);
+    w.reconcile().await;
     w.wait_for_dir("Jira/PROJ/PROJ-1").await;
     w.wait_for_jobs().await;
     let (attempts, error): (i32, Option<String>) =

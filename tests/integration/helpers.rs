@@ -255,6 +255,15 @@ fn run_script(command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
+/// A loopback port nobody listens on now (for servers whose address must be known before
+/// they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// Polls `check` until it holds, for at most `limit`; for conditions no event announces
 /// (a database coming back). Fails the test with `what` on timeout.
 pub async fn eventually<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::helpers::free_port;
 use crate::helpers::{TestApp, spawn_app_with};
 
 /// How long any one condition in the browser may take to hold.
@@ -27,13 +28,6 @@ const WAIT: Duration = Duration::from_secs(30);
 const ALICE_SESSION: &str = "alice-jsessionid-0123456789";
 const BOB_SESSION: &str = "bob-jsessionid-0123456789";
 const CAROL_SESSION: &str = "carol-jsessionid-0123456789";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// PROJ with PROJ-1, mapped to a filesystem connection. alice may browse and attach, bob
 /// may only browse, carol may not browse; each is signed in to Jira (a `JSESSIONID`). The page is served on

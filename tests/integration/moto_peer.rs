@@ -10,8 +10,8 @@
 //! whose key the storage under test uses. Everything after that is signed and checked. moto is installed into .venv by
 //! ./scripts/test (scripts/requirements-test.txt); a missing one fails the test naming that.
 
+use crate::helpers::free_port;
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -69,13 +69,6 @@ fn moto_server() -> PathBuf {
         program.display()
     );
     program
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// The text of the first `<tag>` in `xml` (enough for moto's IAM answers).

@@ -3,8 +3,8 @@
 //! `rclone serve webdav` (sloppy). They are installed by `scripts/peers/webdav`, which
 //! ./scripts/test runs; a missing one fails the test naming that step.
 
+use crate::helpers::free_port;
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -44,13 +44,6 @@ pub struct Peer {
 
 const INSTALL_HINT: &str = "run ./scripts/test (it runs scripts/peers/webdav ensure-installed, \
      which installs apache2, apache2-utils and rclone and checks WsgiDAV in .venv)";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
 
 fn require(program: &Path) {
     assert!(
