@@ -11,7 +11,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sqlx::PgPool;
 
 use crate::auth::{AuthContext, IdentityService, SessionKeys};
-use crate::broker::Broker;
+use crate::broker::{Broker, invalidation};
 use crate::config::{ConfigError, Settings, TlsFiles};
 use crate::db::{self, DbError};
 use crate::egress::{EgressClient, EgressError};
@@ -19,6 +19,7 @@ use crate::events::{EventHandler, Lifecycle, reconcile};
 use crate::http::{self, ContextPolicy};
 use crate::jira::JiraClient;
 use crate::jobs::Workers;
+use crate::metrics::Metrics;
 use crate::secrets::SecretCipher;
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +86,9 @@ impl Application {
             );
         }
         let egress = EgressClient::new(&settings.egress, Some(&jira_base))?;
-        let jira = JiraClient::new(jira_base, egress.clone(), settings.jira.timeout);
+        let metrics = Metrics::new();
+        let jira = JiraClient::new(jira_base, egress.clone(), settings.jira.timeout)
+            .with_metrics(metrics.clone());
         let cipher = Arc::new(SecretCipher::new(master_key));
         let broker = Arc::new(Broker::new(
             pool.clone(),
@@ -102,6 +105,7 @@ impl Application {
             settings.events.clone(),
             settings.server.public_url.clone(),
         );
+        let cached_configuration = Arc::clone(&broker);
         let broker = web::Data::from(broker);
         let jira_data = web::Data::new(jira.clone());
         let server_settings = &settings.server;
@@ -132,6 +136,7 @@ impl Application {
         let server_data = web::Data::new(server_settings.clone());
         let hooks = web::Data::new(http::hooks::HookContext::from_settings(settings));
         let egress_data = web::Data::new(egress);
+        let metrics_data = web::Data::new(metrics);
         let base_path = Arc::new(server_settings.base_path.clone());
 
         let listener =
@@ -156,6 +161,7 @@ impl Application {
                 .app_data(jira_data.clone())
                 .app_data(server_data.clone())
                 .app_data(hooks.clone())
+                .app_data(metrics_data.clone())
                 .app_data(web::QueryConfig::default().error_handler(http::query_error))
                 .app_data(web::JsonConfig::default().error_handler(http::json_error))
                 .configure(|cfg| http::routes(cfg, &base_path))
@@ -180,7 +186,10 @@ impl Application {
         .run();
 
         tracing::info!(address = %local_addr, tls = server_settings.tls.is_some(), "listening");
-        let mut background = vec![tokio::spawn(purge_finished_jobs(pool.clone()))];
+        let mut background = vec![
+            tokio::spawn(invalidation::follow(pool.clone(), cached_configuration)),
+            tokio::spawn(purge_finished_jobs(pool.clone())),
+        ];
         if let Some(days) = settings.audit_retention_days {
             background.push(tokio::spawn(apply_retention(pool.clone(), days)));
         }
@@ -209,6 +218,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.local_addr.port()
+    }
+
+    /// The database pool, for `serve`'s readiness report to systemd (src/notify.rs).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Stops the server gracefully (what SIGTERM does), for tests and embedding.

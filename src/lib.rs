@@ -15,6 +15,7 @@ pub mod events;
 pub mod http;
 pub mod jira;
 pub mod jobs;
+pub mod metrics;
 pub mod purge;
 pub mod secrets;
 pub mod storage;

@@ -18,7 +18,11 @@ const TABLES: &[&str] = &[
     "_sqlx_migrations",
 ];
 
-/// Drops filebridge's tables in one transaction; returns the ones that existed.
+/// Functions filebridge's migrations create (the configuration-change trigger).
+const FUNCTIONS: &[&str] = &["filebridge_config_changed()"];
+
+/// Drops filebridge's tables and functions in one transaction; returns the tables that
+/// existed.
 pub async fn purge_everything(pool: &PgPool) -> Result<Vec<&'static str>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut dropped = Vec::new();
@@ -34,6 +38,14 @@ pub async fn purge_everything(pool: &PgPool) -> Result<Vec<&'static str>, sqlx::
                 .await?;
             dropped.push(*table);
         }
+    }
+    for function in FUNCTIONS {
+        // Names come from the constant list above, never from input.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP FUNCTION IF EXISTS {function} CASCADE"
+        )))
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(dropped)

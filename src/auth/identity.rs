@@ -5,6 +5,7 @@
 //! never stored), and concurrent first requests with one credential share one call to Jira.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -17,6 +18,7 @@ use super::session::{SessionKeys, derive_key};
 use super::{ADMIN_PERMISSIONS, AuthError, User};
 use crate::config::MasterKey;
 use crate::jira::{Credential, JiraClient, JiraError};
+use crate::metrics::CacheName;
 
 /// The outcome of authentication.
 pub struct Authenticated {
@@ -118,11 +120,20 @@ impl IdentityService {
         access: JiraAccess,
         binding: Option<String>,
     ) -> Result<Authenticated, AuthError> {
+        // Set only by the lookup that asks Jira; concurrent lookups sharing it are hits.
+        let asked = AtomicBool::new(false);
         let user = self
             .cache
-            .try_get_with(access.fingerprint, self.ask_jira(&access.credential))
+            .try_get_with(access.fingerprint, async {
+                asked.store(true, Ordering::Relaxed);
+                self.ask_jira(&access.credential).await
+            })
             .await
-            .map_err(|e| (*e).clone())?;
+            .map_err(|e| (*e).clone());
+        self.jira
+            .metrics()
+            .cache_lookup(CacheName::Identity, !asked.load(Ordering::Relaxed));
+        let user = user?;
         let new_session = Some(self.sessions.issue(&user, binding)?);
         Ok(Authenticated {
             user,

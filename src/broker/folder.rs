@@ -17,7 +17,7 @@ use crate::storage::{
 /// Obtainable only from [`super::Broker::authorize`], after the permission check.
 pub struct FolderHandle {
     storage: Arc<dyn Storage>,
-    mapping: Mapping,
+    mapping: Arc<Mapping>,
     /// The issue's folder as recorded; `None` until its first file or a Jira event makes it.
     record: Option<IssueFolder>,
     access: Arc<Access>,
@@ -32,7 +32,7 @@ pub struct FolderHandle {
 impl FolderHandle {
     pub(super) fn new(
         storage: Arc<dyn Storage>,
-        mapping: Mapping,
+        mapping: Arc<Mapping>,
         record: Option<IssueFolder>,
         access: Arc<Access>,
         user: Arc<User>,

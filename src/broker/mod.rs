@@ -7,11 +7,13 @@
 
 mod access;
 mod folder;
+pub mod invalidation;
 pub mod mapping;
 pub mod records;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -24,8 +26,14 @@ pub use folder::FolderHandle;
 use crate::auth::JiraCaller;
 use crate::egress::EgressClient;
 use crate::jira::{JiraClient, JiraError};
+use crate::metrics::CacheName;
 use crate::secrets::SecretCipher;
 use crate::storage::{Storage, StorageError, registry};
+use mapping::Mapping;
+
+/// How long a cached connection or mapping may serve when Postgres' announcement of its
+/// change was missed (a listener reconnecting): a bound, not the mechanism.
+const CONFIG_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -68,6 +76,9 @@ pub struct Broker {
     access: Cache<([u8; 32], Scope), Arc<Access>>,
     /// Opened storages by connection id, so connections are not re-opened per request.
     storages: Cache<Uuid, Arc<dyn Storage>>,
+    /// Project mappings by Jira project id (`None`: not mapped), so a file request does not
+    /// read them from Postgres each time.
+    mappings: Cache<String, Option<Arc<Mapping>>>,
 }
 
 impl Broker {
@@ -87,17 +98,33 @@ impl Broker {
                 .max_capacity(100_000)
                 .time_to_live(access_ttl)
                 .build(),
-            // Short, so a changed connection takes effect within a minute on every node.
+            // Every instance drops changed entries when Postgres announces the change
+            // (`invalidation`); the time limit only bounds the damage of a missed one.
             storages: Cache::builder()
                 .max_capacity(1_000)
-                .time_to_live(Duration::from_secs(60))
+                .time_to_live(CONFIG_TTL)
+                .build(),
+            mappings: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(CONFIG_TTL)
                 .build(),
         }
     }
 
-    /// Forgets an opened storage (after an admin changed or removed its connection).
+    /// Forgets an opened storage (after its connection changed or was removed).
     pub async fn forget_connection(&self, id: Uuid) {
         self.storages.invalidate(&id).await;
+    }
+
+    /// Forgets a project's mapping (after it changed or was removed).
+    pub async fn forget_mapping(&self, project_id: &str) {
+        self.mappings.invalidate(project_id).await;
+    }
+
+    /// Forgets every cached connection and mapping (when changes may have been missed).
+    pub fn forget_configuration(&self) {
+        self.storages.invalidate_all();
+        self.mappings.invalidate_all();
     }
 
     /// Checks that `caller` may do `need` in the folder of `scope`, and opens it.
@@ -128,7 +155,8 @@ impl Broker {
             }
             Need::Delete => {}
         }
-        let mapping = mapping::by_project_id(&self.pool, &access.project_id)
+        let mapping = self
+            .mapping(&access.project_id)
             .await?
             .ok_or_else(|| BrokerError::NotMapped(access.project_key.clone()))?;
         // An issue's recorded folder wins over the template: it is where its files are, even
@@ -161,15 +189,39 @@ impl Broker {
         let key = (caller.jira.fingerprint, scope.clone());
         let credential = Arc::clone(&caller.jira.credential);
         let jira = self.jira.clone();
-        self.access
+        // Set only by the lookup that asks Jira; concurrent lookups sharing it are hits.
+        let asked = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&asked);
+        let result = self
+            .access
             .try_get_with(key, async move {
+                flag.store(true, Ordering::Relaxed);
                 access::ask(&jira, &credential, &scope).await.map(Arc::new)
             })
-            .await
-            .map_err(|e| match &*e {
-                JiraError::NotFound => BrokerError::NotFound,
-                other => BrokerError::Jira(clone_jira_error(other)),
-            })
+            .await;
+        self.jira
+            .metrics()
+            .cache_lookup(CacheName::Permissions, !asked.load(Ordering::Relaxed));
+        result.map_err(|e| match &*e {
+            JiraError::NotFound => BrokerError::NotFound,
+            other => BrokerError::Jira(clone_jira_error(other)),
+        })
+    }
+
+    /// A project's mapping (cached).
+    async fn mapping(&self, project_id: &str) -> Result<Option<Arc<Mapping>>, BrokerError> {
+        if let Some(cached) = self.mappings.get(project_id).await {
+            return Ok(cached);
+        }
+        // Not `try_get_with`: the database error must reach the caller as itself (it decides
+        // 503 or 500), and two concurrent first reads of one small row cost nothing.
+        let found = mapping::by_project_id(&self.pool, project_id)
+            .await?
+            .map(Arc::new);
+        self.mappings
+            .insert(project_id.to_string(), found.clone())
+            .await;
+        Ok(found)
     }
 
     /// The opened storage of a connection (cached).

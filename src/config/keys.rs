@@ -85,6 +85,7 @@ pub const KEYS: &[Key] = &[
     scalar("reconcile.interval", Some("15m")),
     scalar("reconcile.overlap", Some("10m")),
     scalar("folders.archive_deleted", Some("true")),
+    list("metrics.allow", &["127.0.0.1/32", "::1/128"]),
     scalar("log.format", Some("json")),
     scalar("log.level", Some("info")),
 ];

@@ -74,6 +74,8 @@ pub struct ServerSettings {
     /// False when `public_url` was derived from `listen`, which is wrong behind a proxy.
     pub public_url_configured: bool,
     pub trusted_proxies: Vec<IpNet>,
+    /// Clients (as resolved through trusted proxies) that may scrape `/metrics`.
+    pub metrics_allow: Vec<IpNet>,
     pub tls: Option<TlsFiles>,
     pub shutdown_grace: Duration,
     /// Largest upload accepted; `None` is unlimited (the storage's own limits still apply).
@@ -209,14 +211,8 @@ fn server(layers: &Layered) -> Result<ServerSettings, ConfigError> {
         None => Url::parse(&format!("http://{listen}{base_path}"))
             .map_err(|e| layers.invalid("server.listen", e))?,
     };
-    let mut trusted_proxies = Vec::new();
-    for item in layers.list("server.trusted_proxies")? {
-        let net = item
-            .parse::<IpNet>()
-            .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
-            .map_err(|e| layers.invalid("server.trusted_proxies", format!("`{item}`: {e}")))?;
-        trusted_proxies.push(net);
-    }
+    let trusted_proxies = networks(layers, "server.trusted_proxies")?;
+    let metrics_allow = networks(layers, "metrics.allow")?;
     let tls = match (
         layers.path("server.tls_cert_file")?,
         layers.path("server.tls_key_file")?,
@@ -244,6 +240,7 @@ fn server(layers: &Layered) -> Result<ServerSettings, ConfigError> {
         max_upload_bytes: Some(layers.required::<u64>("server.max_upload_bytes")?)
             .filter(|n| *n > 0),
         trusted_proxies,
+        metrics_allow,
         tls,
         shutdown_grace: {
             let grace = layers.duration("server.shutdown_grace")?;
@@ -276,6 +273,19 @@ fn base_path(layers: &Layered) -> Result<String, ConfigError> {
         ));
     }
     Ok(trimmed.to_string())
+}
+
+/// A list of CIDR networks (a single address is a /32 or /128).
+fn networks(layers: &Layered, key: &str) -> Result<Vec<IpNet>, ConfigError> {
+    let mut nets = Vec::new();
+    for item in layers.list(key)? {
+        let net = item
+            .parse::<IpNet>()
+            .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|e| layers.invalid(key, format!("`{item}`: {e}")))?;
+        nets.push(net);
+    }
+    Ok(nets)
 }
 
 /// An http(s) URL. Messages quote the value only when it holds no credentials.

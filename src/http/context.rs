@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use super::problem::REQUEST_ID;
 use crate::auth::PendingSession;
+use crate::metrics::Metrics;
 
 /// Who asked: available to handlers (and, later, the audit trail) through request extensions.
 #[derive(Debug, Clone)]
@@ -138,7 +139,11 @@ pub async fn request_context(
     set_security_headers(headers, policy.as_ref().is_some_and(|p| p.tls));
 
     let status = res.status().as_u16();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    if let Some(metrics) = res.request().app_data::<actix_web::web::Data<Metrics>>() {
+        metrics.request(&route, res.request().method().as_str(), status, elapsed);
+    }
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!(status, elapsed_ms, "request finished");

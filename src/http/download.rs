@@ -11,6 +11,7 @@ use futures_util::TryStreamExt;
 use super::ApiError;
 use super::files::{Done, FileRequest, PathQuery};
 use crate::broker::Need;
+use crate::metrics::{Direction, Metrics};
 use crate::storage::{ByteRange, Item};
 
 /// A `Range` header we serve: one range (several are answered with the whole file, which
@@ -88,6 +89,7 @@ fn file_headers(response: &mut actix_web::HttpResponseBuilder, item: &Item) {
 pub async fn download(
     file: FileRequest,
     query: web::Query<PathQuery>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     if file.http().method() == Method::HEAD {
         let item = file
@@ -133,10 +135,11 @@ pub async fn download(
                     Some((start, end)) => Some(end - start + 1),
                     None => download.item.size,
                 };
-                Ok(Done::new(download).size(sent))
+                Ok(Done::new((download, handle.storage_kind())).size(sent))
             },
         )
         .await?;
+    let (download, kind) = download;
     let total = download.item.size.unwrap_or(0);
     let mut response = match download.range {
         Some(_) => HttpResponse::build(StatusCode::PARTIAL_CONTENT),
@@ -153,7 +156,11 @@ pub async fn download(
         }
         None => total,
     };
-    let body = download.body.map_err(|e| {
+    let transferred = metrics.transfer(kind, Direction::down);
+    let body = download.body.inspect_ok(move |chunk| {
+        transferred.inc_by(chunk.len() as u64);
+    });
+    let body = body.map_err(|e| {
         // The status line is gone by now; cutting the stream short tells the client.
         tracing::warn!(error = %e, "download interrupted by the storage");
         actix_web::error::ErrorBadGateway(e.code())

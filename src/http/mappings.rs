@@ -10,6 +10,7 @@ use super::ApiError;
 use super::files::event;
 use crate::audit::{self, Actor, Outcome};
 use crate::auth::{AuthError, JiraCaller};
+use crate::broker::Broker;
 use crate::broker::mapping::{self, NewMapping};
 use crate::jira::{JiraClient, JiraError};
 use crate::storage::{NameRules, StoragePath};
@@ -66,6 +67,7 @@ pub async fn put(
     body: web::Json<MappingBody>,
     pool: web::Data<PgPool>,
     jira: web::Data<JiraClient>,
+    broker: web::Data<Broker>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&caller)?;
     let key = project_key(&req);
@@ -115,6 +117,8 @@ pub async fn put(
     });
     audit::record(&mut tx, &audit_event).await?;
     tx.commit().await.map_err(ApiError::from)?;
+    // Other instances hear of it from Postgres; this one must not wait for that.
+    broker.forget_mapping(&project.id).await;
     let stored = mapping::by_project_id(pool.get_ref(), &project.id)
         .await
         .map_err(ApiError::from)?
@@ -130,6 +134,7 @@ pub async fn delete(
     req: HttpRequest,
     caller: JiraCaller,
     pool: web::Data<PgPool>,
+    broker: web::Data<Broker>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&caller)?;
     let Some(found) = mapping::by_project_key(&pool, &project_key(&req))
@@ -153,6 +158,7 @@ pub async fn delete(
         serde_json::json!({ "connection_id": found.connection_id, "root": found.root });
     audit::record(&mut tx, &audit_event).await?;
     tx.commit().await.map_err(ApiError::from)?;
+    broker.forget_mapping(&found.project_id).await;
     // The files stay where they are: removing a mapping never deletes storage content.
     Ok(HttpResponse::NoContent().finish())
 }

@@ -12,6 +12,7 @@ mod jira_admin;
 mod jobs;
 mod mappings;
 mod me;
+mod metrics;
 mod pages;
 mod problem;
 mod upload;
@@ -36,6 +37,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, base_path: &str) {
                     .get(health::readyz)
                     .route(web::head().to(health::readyz)),
             )
+            .service(resource("/metrics").get(metrics::scrape))
             .configure(pages::routes)
             .configure(hooks::routes)
             .service(

@@ -9,12 +9,14 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 
 use super::ApiError;
 use super::files::{Done, FileRequest, PathQuery};
 use crate::broker::{BrokerError, Need};
 use crate::config::ServerSettings;
+use crate::metrics::{Direction, Metrics};
 use crate::storage::{ByteStream, StorageError, Upload, WriteMode, Written};
 
 /// Chunks buffered between the client and the storage: memory per transfer stays at a few
@@ -22,8 +24,13 @@ use crate::storage::{ByteStream, StorageError, Upload, WriteMode, Written};
 const PIPE_CHUNKS: usize = 8;
 
 /// Feeds a request body (which actix keeps on its own thread) to a storage through a bounded
-/// channel, counting bytes against the upload limit.
-fn pipe<S, E>(source: S, limit: Option<u64>, too_large: Arc<AtomicBool>) -> ByteStream
+/// channel, counting bytes against the upload limit and in the metrics.
+fn pipe<S, E>(
+    source: S,
+    limit: Option<u64>,
+    too_large: Arc<AtomicBool>,
+    transferred: Counter,
+) -> ByteStream
 where
     S: Stream<Item = Result<Bytes, E>> + 'static,
     E: std::fmt::Display,
@@ -36,6 +43,7 @@ where
             let item = match chunk {
                 Ok(bytes) => {
                     total = total.saturating_add(bytes.len() as u64);
+                    transferred.inc_by(bytes.len() as u64);
                     match limit {
                         Some(limit) if total > limit => {
                             too_large.store(true, Ordering::Relaxed);
@@ -83,6 +91,7 @@ pub async fn upload(
     query: web::Query<PathQuery>,
     body: web::Payload,
     server: web::Data<ServerSettings>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let headers = file.http().headers();
     let create_only = headers
@@ -112,7 +121,12 @@ pub async fn upload(
                 }
                 let flag = Arc::new(AtomicBool::new(false));
                 let upload = Upload {
-                    body: pipe(body, limit, Arc::clone(&flag)),
+                    body: pipe(
+                        body,
+                        limit,
+                        Arc::clone(&flag),
+                        metrics.transfer(handle.storage_kind(), Direction::up),
+                    ),
                     length,
                 };
                 let written = over_limit(handle.write(&path, upload, mode).await, limit, &flag)?;
@@ -153,6 +167,7 @@ pub async fn upload_form(
     query: web::Query<FormQuery>,
     mut form: actix_multipart::Multipart,
     server: web::Data<ServerSettings>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let handle = file
         .authorize(Need::Write, "file.upload", &query.path)
@@ -183,7 +198,12 @@ pub async fn upload_form(
             Ok(path) => {
                 let flag = Arc::new(AtomicBool::new(false));
                 let upload = Upload {
-                    body: pipe(field, limit, Arc::clone(&flag)),
+                    body: pipe(
+                        field,
+                        limit,
+                        Arc::clone(&flag),
+                        metrics.transfer(handle.storage_kind(), Direction::up),
+                    ),
                     length: None,
                 };
                 over_limit(handle.write(&path, upload, mode).await, limit, &flag).map(|written| {

@@ -14,6 +14,7 @@ use url::Url;
 
 use super::transport::{describe, error_messages, read_limited, retry_after, sensitive};
 use crate::egress::{EgressClient, EgressError};
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JiraError {
@@ -137,6 +138,7 @@ pub struct JiraClient {
     base: Url,
     egress: EgressClient,
     timeout: Duration,
+    metrics: Metrics,
 }
 
 impl JiraClient {
@@ -145,7 +147,19 @@ impl JiraClient {
             base,
             egress,
             timeout,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Where this client, and the caches of its answers, count.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Counts this client's calls in the application's metrics.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub async fn myself(&self, credential: &Credential) -> Result<Myself, JiraError> {
@@ -251,6 +265,19 @@ impl JiraClient {
         credential: Option<&Credential>,
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, JiraError> {
+        let started = std::time::Instant::now();
+        let result = self.send_once(method, url, credential, body).await;
+        self.metrics.jira_call(outcome(&result), started.elapsed());
+        result
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        url: Url,
+        credential: Option<&Credential>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, JiraError> {
         let auth = match credential {
             Some(Credential::Bearer(token)) => Some((
                 AUTHORIZATION,
@@ -310,6 +337,21 @@ impl JiraClient {
             }));
         }
         Ok(Answer { status, body })
+    }
+}
+
+/// The `outcome` label of a Jira call: a status class, or what kept it from having one.
+fn outcome(result: &Result<Answer, JiraError>) -> &'static str {
+    match result {
+        Ok(_) => "2xx",
+        Err(JiraError::Unauthorized) => "unauthorized",
+        Err(JiraError::NotFound) => "404",
+        Err(JiraError::Unavailable { status: 429, .. }) => "429",
+        Err(JiraError::Unavailable { .. }) => "5xx",
+        Err(JiraError::Timeout(_)) => "timeout",
+        Err(JiraError::Unreachable(_)) => "unreachable",
+        Err(JiraError::Egress(_)) => "refused",
+        Err(JiraError::BadResponse(_)) => "4xx",
     }
 }
 

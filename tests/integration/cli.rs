@@ -439,6 +439,15 @@ async fn audit_verify_export_and_purge_work_from_the_command_line() {
     .await
     .unwrap();
     assert_eq!(tables, 0);
+    // Nor a function (the configuration-change trigger's).
+    let functions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = current_schema() AND p.proname LIKE 'filebridge%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(functions, 0);
 }
 
 #[tokio::test]
