@@ -99,6 +99,20 @@ pub fn lookup(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.secret && k.name == base)
 }
 
+/// Every key with its default as the loader sees it (a list as its items), for the tests
+/// that check the example file and docs/configuration.md against this table.
+pub fn defaults() -> Vec<(&'static str, Option<Vec<&'static str>>)> {
+    KEYS.iter()
+        .map(|key| {
+            let default = key.default.map(|d| match d {
+                Default::Str(s) => vec![s],
+                Default::List(items) => items.to_vec(),
+            });
+            (key.name, default)
+        })
+        .collect()
+}
+
 /// Every accepted name, `_file` variants included (for docs and the example-file test).
 pub fn all_names() -> Vec<String> {
     let mut names = Vec::new();

@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use url::Url;
 
 pub use keys::all_names as known_keys;
+pub use keys::defaults as key_defaults;
 use layers::Layered;
 pub use layers::{ENV_PREFIX, Origin, Sources};
 pub use work::{EventsSettings, JobsSettings};

@@ -387,3 +387,85 @@ fn the_example_file_documents_every_key_and_loads() {
     }
     load(Some(path), HashMap::new(), &[]).expect("the example file loads as shipped");
 }
+
+/// A value as the docs or the example file write it (TOML: `"30s"`, `16`, `true`,
+/// `["a", "b"]`), as the items the loader would see.
+fn toml_items(literal: &str) -> Option<Vec<String>> {
+    let parsed: toml::Table = toml::from_str(&format!("v = {literal}")).ok()?;
+    let item = |v: &toml::Value| match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Some(match &parsed["v"] {
+        toml::Value::Array(items) => items.iter().map(item).collect(),
+        other => vec![item(other)],
+    })
+}
+
+#[test]
+fn the_example_file_sets_every_key_it_sets_to_its_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/filebridge.example.toml");
+    let text = std::fs::read_to_string(&path).expect("config/filebridge.example.toml");
+    let table: toml::Table = toml::from_str(&text).expect("TOML");
+    let mut checked = 0;
+    for (name, default) in filebridge::config::key_defaults() {
+        let (section, key) = name.split_once('.').unwrap();
+        let Some(value) = table.get(section).and_then(|s| s.get(key)) else {
+            continue;
+        };
+        let shown = toml_items(&value.to_string()).unwrap();
+        let default = default.unwrap_or_else(|| panic!("{name} has no default but is set"));
+        assert_eq!(shown, default, "{name} in {}", path.display());
+        checked += 1;
+    }
+    assert!(checked > 20, "only {checked} keys compared");
+}
+
+#[test]
+fn docs_configuration_md_lists_every_key_with_its_real_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let text = std::fs::read_to_string(&path).expect("docs/configuration.md");
+    // Rows of the reference tables: `| `name` ... | default | meaning | validation |`, under a
+    // `## `[section]`` heading (short names) or naming the section (`jobs.workers`).
+    let mut section = String::new();
+    let mut rows: HashMap<String, String> = HashMap::new();
+    for line in text.lines() {
+        if let Some(heading) = line.strip_prefix("## `[") {
+            section = heading.split(']').next().unwrap_or_default().to_string();
+            continue;
+        }
+        let Some(row) = line.strip_prefix("| `") else {
+            continue;
+        };
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let name = cells[0].split('`').next().unwrap();
+        let full = if name.contains('.') {
+            name.to_string()
+        } else {
+            format!("{section}.{name}")
+        };
+        rows.insert(full, cells.get(1).copied().unwrap_or_default().to_string());
+    }
+    for name in known_keys() {
+        assert!(
+            rows.contains_key(&name),
+            "{name} is not in {}",
+            path.display()
+        );
+    }
+    for (name, default) in filebridge::config::key_defaults() {
+        let shown = rows[name].trim();
+        match default {
+            Some(default) => {
+                let literal = shown.trim_matches('`');
+                let items = toml_items(literal)
+                    .unwrap_or_else(|| panic!("{name}: default `{shown}` is not a TOML value"));
+                assert_eq!(items, default, "{name}'s default in {}", path.display());
+            }
+            None => assert!(
+                shown.starts_with("unset") || !shown.starts_with('`') || shown.contains(" + "),
+                "{name} has no default, but the docs show {shown}"
+            ),
+        }
+    }
+}
