@@ -2,6 +2,7 @@
 //! database per test) and the fake Jira. Run them with ./scripts/test.
 
 mod audit;
+mod backup;
 mod cli;
 mod config_loading;
 mod connections;
