@@ -13,6 +13,8 @@ const ISSUE_PAGE: &str = include_str!("../../assets/issue.html");
 const ISSUE_SCRIPT: &str = include_str!("../../assets/issue.js");
 const ISSUE_STYLE: &str = include_str!("../../assets/issue.css");
 const ICON: &[u8] = include_bytes!("../../assets/files-16.png");
+/// Loaded into Jira's own pages (banner or proxy) to show the issue page in a panel.
+const JIRA_SCRIPT: &str = include_str!("../../assets/jira.js");
 
 /// Scripts and styles from filebridge only, no inline code; framing by Jira (same origin)
 /// only.
@@ -29,6 +31,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/static/issue.css")
                 .get(|| asset("text/css; charset=utf-8", ISSUE_STYLE.as_bytes())),
+        )
+        .service(
+            resource("/static/jira.js")
+                .get(|| asset("text/javascript; charset=utf-8", JIRA_SCRIPT.as_bytes())),
         )
         .service(resource("/static/files-16.png").get(|| asset("image/png", ICON)));
 }

@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+mod browse;
 mod clock;
 mod controls;
 mod events;
@@ -153,6 +154,7 @@ impl FakeJira {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .route("/browse/{key}", web::get().to(browse::page))
                 .default_service(web::to(routes::dispatch))
         })
         // Two workers are plenty for tests and keep thread counts down when many run at once;
@@ -193,6 +195,11 @@ impl FakeJira {
         let mut world = self.shared.world();
         world.user_mut(user_name);
         world.tokens.insert(token.to_owned(), user_name.to_owned());
+    }
+
+    /// Sets (or with `None` removes) the announcement banner's HTML, shown on every page.
+    pub fn set_announcement_banner(&self, html: Option<&str>) {
+        self.shared.world().announcement_banner = html.map(str::to_owned);
     }
 
     /// Registers a `JSESSIONID` cookie value for the user.

@@ -80,6 +80,8 @@ pub struct World {
     pub calls: HashMap<String, usize>,
     pub last_headers: HashMap<String, Vec<(String, String)>>,
     pub unavailable: bool,
+    /// The announcement banner's HTML (Administration → System → Announcement banner).
+    pub announcement_banner: Option<String>,
     /// What `serverInfo` reports; decides which webhook API answers.
     pub version: String,
     /// Jira's `jira.search.views.default.max`: the most issues a search page holds.
@@ -122,6 +124,7 @@ impl Default for World {
             calls: HashMap::new(),
             last_headers: HashMap::new(),
             unavailable: false,
+            announcement_banner: None,
             version: crate::json::VERSION.to_owned(),
             search_cap: 1000,
             webhooks: Vec::new(),
