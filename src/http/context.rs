@@ -68,12 +68,14 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Ids as proxies make them: nginx's hex `$request_id`, UUIDs, and Apache mod_unique_id's
+/// base64 variants (`-_` in current releases such as 2.4.67, `@-` in older ones).
 fn acceptable_request_id(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 128
         && value
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
 }
 
 pub async fn request_context(
@@ -225,6 +227,8 @@ mod tests {
     #[test]
     fn request_ids_are_limited_to_safe_characters() {
         assert!(acceptable_request_id("abc-123_x.y:z"));
+        // mod_unique_id before its switch to base64url.
+        assert!(acceptable_request_id("VAYyin8AAAEAAAKa@DMAAAAB"));
         assert!(!acceptable_request_id("a b"));
         assert!(!acceptable_request_id("x\r\ny"));
         assert!(!acceptable_request_id(&"a".repeat(129)));

@@ -26,6 +26,8 @@ mod jobs;
 mod metrics;
 mod migrations;
 mod moto_peer;
+mod proxy;
+mod proxy_peers;
 mod storage_fs;
 mod storage_nextcloud;
 mod storage_s3;
