@@ -11,7 +11,7 @@ mod jira;
 
 use crate::app::{Application, Migrations};
 use crate::config::{MasterKey, Settings, Sources};
-use crate::{db, doctor, telemetry};
+use crate::{db, doctor, notify, telemetry};
 
 const DEFAULT_CONFIG: &str = "/etc/filebridge/filebridge.toml";
 
@@ -343,14 +343,25 @@ async fn serve(settings: Settings, no_migrate: bool, rust_log: Option<&str>) -> 
     } else {
         Migrations::Apply
     };
+    // Under systemd (Type=notify): watchdog pings from here on, READY=1 once bound and the
+    // database answers, STOPPING=1 on the stop signal. Inert without NOTIFY_SOCKET.
+    let mut notifier = notify::Notifier::start(settings.server.shutdown_grace);
+    notifier.status(match migrations {
+        Migrations::Apply => "starting: applying database migrations",
+        Migrations::Skip => "starting",
+    });
     let app = match Application::build(&settings, migrations).await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
+            notifier.status(&format!("cannot start: {e}"));
             return fail(e.to_string());
         }
     };
-    match app.run_until_stopped().await {
+    notifier.ready_when_database_answers(app.pool().clone(), app.local_addr());
+    let result = app.run_until_stopped().await;
+    notifier.stopped();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format!("server error: {e}")),
     }

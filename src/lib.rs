@@ -16,6 +16,7 @@ pub mod http;
 pub mod jira;
 pub mod jobs;
 pub mod metrics;
+pub mod notify;
 pub mod purge;
 pub mod secrets;
 pub mod storage;
