@@ -61,7 +61,7 @@ pub async fn stack(kind: Kind) -> Stack {
             .set("SERVER__TRUSTED_PROXIES", "127.0.0.1/32");
         let app = start(config, jira, database).await;
         let filebridge = ([127, 0, 0, 1], app.port).into();
-        match Proxy::start(kind, port, filebridge, jira_addr).await {
+        match Proxy::start(kind, port, &[filebridge], jira_addr).await {
             Ok(proxy) => return populate(app, proxy).await,
             Err(log) => failure = log,
         }
@@ -331,4 +331,51 @@ async fn nginx_passes_cookie_writes_from_the_site() {
 #[tokio::test]
 async fn apache_passes_cookie_writes_from_the_site() {
     cookie_writes_pass_the_origin_check(Kind::Apache).await;
+}
+
+/// filebridge's page for an issue (where Jira's "Files" link points) and its assets come
+/// through unchanged, with filebridge's security headers.
+async fn the_issue_page_comes_through(kind: Kind) {
+    let s = stack(kind).await;
+    let page = s
+        .client
+        .get(s.url("/issues/PROJ-1"))
+        .send()
+        .await
+        .expect("issue page");
+    assert_eq!(page.status(), 200);
+    assert!(header(&page, "content-security-policy").contains("script-src 'self'"));
+    assert_eq!(header(&page, "x-frame-options"), "SAMEORIGIN");
+    assert!(header(&page, "content-type").starts_with("text/html"));
+    for asset in [
+        "/static/issue.js",
+        "/static/issue.css",
+        "/static/files-16.png",
+    ] {
+        // Offering gzip, which the test sites apply to everything else.
+        let proxied = s
+            .client
+            .get(s.url(asset))
+            .header("Accept-Encoding", "gzip")
+            .send()
+            .await
+            .expect("asset");
+        assert_eq!(proxied.status(), 200, "{asset}");
+        let direct = s.app.get(asset).await.bytes().await.expect("direct asset");
+        assert_eq!(
+            proxied.bytes().await.expect("proxied asset"),
+            direct,
+            "{asset}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn nginx_serves_the_issue_page() {
+    the_issue_page_comes_through(Kind::Nginx).await;
+}
+
+#[tokio::test]
+async fn apache_serves_the_issue_page() {
+    the_issue_page_comes_through(Kind::Apache).await;
 }

@@ -34,13 +34,13 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts `kind` on `port` in front of filebridge at `filebridge` and Jira at `jira`, and
-    /// waits until it accepts connections. Err (with the server's log) when it exits first,
-    /// e.g. because someone else took the port meanwhile.
+    /// Starts `kind` on `port` in front of filebridge at `filebridge` (one node or several)
+    /// and Jira at `jira`, and waits until it accepts connections. Err (with the server's
+    /// log) when it exits first, e.g. because someone else took the port meanwhile.
     pub async fn start(
         kind: Kind,
         port: u16,
-        filebridge: SocketAddr,
+        filebridge: &[SocketAddr],
         jira: SocketAddr,
     ) -> Result<Proxy, String> {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -203,7 +203,7 @@ fn require(program: &str) {
 /// nginx with a Jira site: `location /` to Jira (as the admin already has it, plus the
 /// jira-banner.conf recipe), gzip on for everything (as many sites have it; the snippet
 /// must turn it off), and the shipped snippet.
-fn nginx(dir: &Path, port: u16, filebridge: SocketAddr, jira: SocketAddr) -> Command {
+fn nginx(dir: &Path, port: u16, filebridge: &[SocketAddr], jira: SocketAddr) -> Command {
     require("/usr/sbin/nginx");
     let shipped_upstream = std::fs::read_to_string(packaged("nginx/filebridge-upstream.conf"))
         .expect("read packaging/nginx/filebridge-upstream.conf");
@@ -216,7 +216,14 @@ fn nginx(dir: &Path, port: u16, filebridge: SocketAddr, jira: SocketAddr) -> Com
     let upstream = dir.join("filebridge-upstream.conf");
     write(
         &upstream,
-        &shipped_upstream.replace(default_address, &format!("server {filebridge};")),
+        &shipped_upstream.replace(
+            default_address,
+            &filebridge
+                .iter()
+                .map(|node| format!("server {node};"))
+                .collect::<Vec<_>>()
+                .join("\n    "),
+        ),
     );
     let snippet = packaged("nginx/filebridge.conf");
     let d = dir.display();
@@ -266,10 +273,11 @@ fn nginx(dir: &Path, port: u16, filebridge: SocketAddr, jira: SocketAddr) -> Com
 /// Jira virtual host: `ProxyPass /` to Jira before the snippet's Include (the snippet's
 /// Location-based ProxyPass must still win), a 1 GiB LimitRequestBody (Apache's documented
 /// default since 2.4.54, here set explicitly as a site may; the snippet must lift it),
-/// Debian's defaults for mod_deflate and mod_reqtimeout, mod_unique_id, and a response
+/// Debian's mod_reqtimeout default, mod_deflate for every type the tests fetch (Debian
+/// compresses text and JSON-like types; a site may do more), mod_unique_id, and a response
 /// header telling the test which id Apache gave each request. TMPDIR points at the spool directory: mod_proxy_http's temporary
 /// files for request bodies go there.
-fn apache(dir: &Path, port: u16, filebridge: SocketAddr, jira: SocketAddr) -> Command {
+fn apache(dir: &Path, port: u16, filebridge: &[SocketAddr], jira: SocketAddr) -> Command {
     require("/usr/sbin/apache2");
     for sub in ["run", "logs"] {
         std::fs::create_dir_all(dir.join(sub)).expect("apache dirs");
@@ -285,6 +293,9 @@ fn apache(dir: &Path, port: u16, filebridge: SocketAddr, jira: SocketAddr) -> Co
         "filter",
         "deflate",
         "reqtimeout",
+        "proxy_balancer",
+        "slotmem_shm",
+        "lbmethod_byrequests",
     ]
     .iter()
     .map(|m| {
@@ -303,6 +314,24 @@ fn apache(dir: &Path, port: u16, filebridge: SocketAddr, jira: SocketAddr) -> Co
     } else {
         ""
     };
+    // One node by its address; several as docs/reverse-proxy.md has it, a balancer whose
+    // members carry the parameters the snippet gives a single upstream.
+    let upstream = match filebridge {
+        [node] => format!("Define FILEBRIDGE_UPSTREAM http://{node}\n"),
+        nodes => {
+            let members: String = nodes
+                .iter()
+                .map(|node| {
+                    format!(
+                        "  BalancerMember http://{node} ttl=4 timeout=3600 connectiontimeout=5\n"
+                    )
+                })
+                .collect();
+            format!(
+                "Define FILEBRIDGE_BALANCER\n<Proxy \"balancer://filebridge\">\n{members}</Proxy>\n"
+            )
+        }
+    };
     let snippet = packaged("apache/filebridge.conf");
     let d = dir.display();
     // mod_unixd and mod_log_config are compiled into Debian's apache2; loading them again is
@@ -315,8 +344,8 @@ fn apache(dir: &Path, port: u16, filebridge: SocketAddr, jira: SocketAddr) -> Co
          CustomLog {d}/access.log ids\n\
          AddOutputFilterByType DEFLATE text/html text/plain application/json \
            application/problem+json application/octet-stream\n\
-         RequestReadTimeout header=20-40,MinRate=500 body=20,MinRate=500\n\
-         Define FILEBRIDGE_UPSTREAM http://{filebridge}\n\
+         RequestReadTimeout header=20-40,MinRate=500 body=10,MinRate=500\n\
+         {upstream}\
          <VirtualHost 127.0.0.1:{port}>\n\
            ServerName 127.0.0.1\n\
            ProxyPreserveHost On\n\

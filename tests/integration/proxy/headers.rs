@@ -107,16 +107,22 @@ fn value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-async fn forwarded_headers(kind: Kind) {
-    let echo = Echo::start().await;
-    let mut proxy = None;
+/// `kind` in front of `nodes` (as filebridge) and `jira`; on another port if the first was
+/// taken meanwhile.
+async fn start_proxy(kind: Kind, nodes: &[SocketAddr], jira: SocketAddr) -> Proxy {
+    let mut log = String::new();
     for _ in 0..3 {
-        if let Ok(started) = Proxy::start(kind, free_port(), echo.addr, echo.addr).await {
-            proxy = Some(started);
-            break;
+        match Proxy::start(kind, free_port(), nodes, jira).await {
+            Ok(proxy) => return proxy,
+            Err(failure) => log = failure,
         }
     }
-    let proxy = proxy.unwrap_or_else(|| panic!("{kind:?} did not start"));
+    panic!("{kind:?} did not start:\n{log}");
+}
+
+async fn forwarded_headers(kind: Kind) {
+    let echo = Echo::start().await;
+    let proxy = start_proxy(kind, &[echo.addr], echo.addr).await;
     let host = proxy.origin.trim_start_matches("http://").to_string();
     let client = client_from("127.0.0.2");
     const REQUESTS: usize = 6;
@@ -191,14 +197,7 @@ async fn nginx_forwards_what_filebridge_needs() {
 #[tokio::test]
 async fn nginx_injects_the_script_tag_into_jira_pages() {
     let jira = Echo::start().await;
-    let mut proxy = None;
-    for _ in 0..3 {
-        if let Ok(started) = Proxy::start(Kind::Nginx, free_port(), jira.addr, jira.addr).await {
-            proxy = Some(started);
-            break;
-        }
-    }
-    let proxy = proxy.unwrap_or_else(|| panic!("nginx did not start"));
+    let proxy = start_proxy(Kind::Nginx, &[jira.addr], jira.addr).await;
     let page = client_from("127.0.0.1")
         .get(format!("{}/browse/PROJ-1", proxy.origin))
         .header("Accept-Encoding", "identity")
@@ -218,4 +217,41 @@ async fn nginx_injects_the_script_tag_into_jira_pages() {
 #[tokio::test]
 async fn apache_forwards_what_filebridge_needs() {
     forwarded_headers(Kind::Apache).await;
+}
+
+/// filebridge on several nodes (it keeps no state on a node): the shipped snippets with
+/// several upstream servers (nginx) or a balancer (Apache, as docs/reverse-proxy.md shows)
+/// send requests to every node, paths unchanged.
+async fn requests_reach_every_node(kind: Kind) {
+    let nodes = [Echo::start().await, Echo::start().await];
+    let addresses: Vec<SocketAddr> = nodes.iter().map(|node| node.addr).collect();
+    let proxy = start_proxy(kind, &addresses, addresses[0]).await;
+    let client = client_from("127.0.0.1");
+    for i in 0..8 {
+        let response = client
+            .get(format!("{}/filebridge/healthz?i={i}", proxy.origin))
+            .send()
+            .await
+            .expect("request through the proxy");
+        assert_eq!(response.status(), 200, "{}", proxy.log());
+        let head = response.text().await.expect("echoed head");
+        assert!(
+            head.starts_with(&format!("GET /filebridge/healthz?i={i} HTTP/1.1\r\n")),
+            "{head}"
+        );
+    }
+    for (n, node) in nodes.iter().enumerate() {
+        let connections = node.connections.load(Ordering::SeqCst);
+        assert!(connections > 0, "{kind:?} sent nothing to node {n}");
+    }
+}
+
+#[tokio::test]
+async fn nginx_reaches_every_node() {
+    requests_reach_every_node(Kind::Nginx).await;
+}
+
+#[tokio::test]
+async fn apache_reaches_every_node() {
+    requests_reach_every_node(Kind::Apache).await;
 }
