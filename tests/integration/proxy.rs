@@ -1,9 +1,11 @@
 //! filebridge behind real nginx and Apache httpd, configured with the snippets shipped in
 //! packaging/ (see proxy_peers.rs): the audit trail names the real clients, /metrics stays
 //! inside, and cookie-authenticated writes pass the origin check through the proxy. The
-//! headers the snippets send are checked in `headers`, 1 GiB transfers in `transfer`.
+//! headers the snippets send are checked in `headers`, 1 GiB transfers in `transfer`,
+//! filebridge's script in Jira's pages in `jira_pages`.
 
 mod headers;
+mod jira_pages;
 mod transfer;
 
 use reqwest::header::{COOKIE, ORIGIN};

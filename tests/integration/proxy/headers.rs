@@ -206,7 +206,7 @@ async fn nginx_injects_the_script_tag_into_jira_pages() {
         .expect("a Jira page through nginx");
     assert_eq!(page.status(), 200, "{}", proxy.log());
     let html = page.text().await.expect("page");
-    let tag = r#"<script src="/jira-addons/filebridge.js" defer></script></head>"#;
+    let tag = r#"<script src="/filebridge/static/jira.js" defer></script></head>"#;
     assert_eq!(html.matches(tag).count(), 1, "{html}");
     assert!(
         !html.to_ascii_lowercase().contains("accept-encoding"),
