@@ -92,6 +92,15 @@ fn expected_files() -> BTreeSet<String> {
             files.insert(format!("/usr/share/doc/filebridge/{name}"));
         }
     }
+    // The reverse-proxy snippets, as examples.
+    for proxy in ["nginx", "apache"] {
+        for entry in std::fs::read_dir(format!("{REPO}/packaging/{proxy}")).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".conf") {
+                files.insert(format!("/usr/share/doc/filebridge/examples/{proxy}/{name}"));
+            }
+        }
+    }
     files
 }
 
