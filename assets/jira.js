@@ -23,7 +23,19 @@
     return KEY.test(key) ? key : null;
   }
 
-  function panel() {
+  // A frame showing filebridge's page at src from its first load. Each issue gets a new
+  // frame: navigating a frame that already shows a page adds an entry to the browser's
+  // history, and Back would then show the previous issue's folder beside the issue on view.
+  function issueFrame(src) {
+    const frame = document.createElement("iframe");
+    frame.id = "filebridge-frame";
+    frame.title = "Files";
+    frame.style.cssText = "width:100%;height:320px;border:0";
+    frame.src = src;
+    return frame;
+  }
+
+  function panel(src) {
     // Jira's own sidebar module markup, so the panel looks and collapses like its neighbours.
     const module = document.createElement("div");
     module.id = "filebridge-module";
@@ -36,17 +48,13 @@
     header.append(title);
     const content = document.createElement("div");
     content.className = "mod-content";
-    const frame = document.createElement("iframe");
-    frame.id = "filebridge-frame";
-    frame.title = "Files";
-    frame.style.cssText = "width:100%;height:320px;border:0";
-    content.append(frame);
+    content.append(issueFrame(src));
     module.append(header, content);
     return module;
   }
 
   // Jira replaces the issue view without reloading the page (issue navigator, keyboard
-  // shortcuts), so this runs again whenever the page changes.
+  // shortcuts), so this runs again whenever the page changes, the issue key included.
   function place() {
     const key = issueKey();
     const sidebar = document.getElementById("viewissuesidebar");
@@ -55,15 +63,14 @@
       if (existing) existing.remove();
       return;
     }
-    let module = existing;
-    if (!module || !sidebar.contains(module)) {
-      if (module) module.remove();
-      module = panel();
-      sidebar.prepend(module);
-    }
-    const frame = module.querySelector("iframe");
     const src = `${base}/issues/${encodeURIComponent(key)}`;
-    if (frame.getAttribute("src") !== src) frame.setAttribute("src", src);
+    const shown = existing && existing.querySelector("iframe");
+    if (!shown || !sidebar.contains(existing)) {
+      if (existing) existing.remove();
+      sidebar.prepend(panel(src));
+    } else if (shown.getAttribute("src") !== src) {
+      shown.replaceWith(issueFrame(src));
+    }
   }
 
   let queued = false;
@@ -77,7 +84,12 @@
   }
   function start() {
     place();
-    new MutationObserver(schedule).observe(document.body, { childList: true, subtree: true });
+    new MutationObserver(schedule).observe(document.body, {
+      childList: true,
+      subtree: true,
+      attributes: true,
+      attributeFilter: ["data-issue-key"],
+    });
   }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);

@@ -3,6 +3,7 @@
 
 mod audit;
 mod backup;
+mod browser;
 mod cli;
 mod config_loading;
 mod connections;
@@ -21,6 +22,7 @@ mod hooks;
 mod identity;
 mod instances;
 mod issue_page;
+mod jira_panel;
 mod jira_service;
 mod jobs;
 mod metrics;
