@@ -1,6 +1,13 @@
 //! The .deb and .rpm as scripts/package builds them, from this test run's own binary (no
 //! second compile): their contents and scripts, lintian, and a real install, removal and
-//! purge of the .deb on this machine (tests run as root on a throwaway machine).
+//! purge of the .deb on this machine (tests run as root on a throwaway machine). Between
+//! install and removal, docs/install.md is followed step by step (packaging/guide.rs, with
+//! the service as its unit runs it in service.rs and the site behind the proxy in site.rs).
+
+mod database;
+mod guide;
+mod service;
+mod site;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -340,6 +347,9 @@ async fn deb_installs_runs_as_its_user_and_removes_then_purges_cleanly() {
         report.contains(&format!("ok    configuration  loaded from {CONFIG}")),
         "{report}"
     );
+
+    // docs/install.md, from the database to a mapped project behind nginx and Apache.
+    guide::follow().await;
 
     // An admin's edit and secret, then removal: the configuration stays, the rest goes.
     let edited = format!(

@@ -1,9 +1,10 @@
 //! Real nginx and Apache httpd for the reverse-proxy tests, each on a free loopback port in a
 //! temporary directory and killed when dropped. Each is configured like a Jira site: Jira
 //! (the fake) proxied at `/` by the site's own lines, and filebridge under `/filebridge/` by
-//! the snippet shipped in packaging/, included verbatim. Only the upstream address is the
-//! test's: nginx gets packaging/nginx/filebridge-upstream.conf with its address replaced,
-//! Apache a `Define FILEBRIDGE_UPSTREAM` before the `Include`. Installed by
+//! the snippet shipped in packaging/ (or, for the installed package's test, the copy the
+//! package installed in /usr/share/doc/filebridge/examples/), included verbatim. Only the
+//! upstream address is the test's: nginx gets filebridge-upstream.conf with its address
+//! replaced, Apache a `Define FILEBRIDGE_UPSTREAM` before the `Include`. Installed by
 //! `scripts/peers/proxies`, which ./scripts/test runs; a missing one fails naming that step.
 
 use std::net::SocketAddr;
@@ -43,6 +44,19 @@ impl Proxy {
         filebridge: &[SocketAddr],
         jira: SocketAddr,
     ) -> Result<Proxy, String> {
+        let snippets = Path::new(REPO).join("packaging");
+        Self::start_with_snippets(kind, port, filebridge, jira, &snippets).await
+    }
+
+    /// [`Proxy::start`] with the snippets from `snippets`, a directory laid out like
+    /// packaging/ (`nginx/`, `apache/`): the installed /usr/share/doc/filebridge/examples.
+    pub async fn start_with_snippets(
+        kind: Kind,
+        port: u16,
+        filebridge: &[SocketAddr],
+        jira: SocketAddr,
+        snippets: &Path,
+    ) -> Result<Proxy, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         // Apache and nginx workers drop root for www-data / nobody and must traverse it.
         chmod(dir.path(), "755");
@@ -52,8 +66,8 @@ impl Proxy {
         // sees the bytes, rather than failing with a confusing permission error.
         chmod(&spool, "1777");
         let mut command = match kind {
-            Kind::Nginx => nginx(dir.path(), port, filebridge, jira),
-            Kind::Apache => apache(dir.path(), port, filebridge, jira),
+            Kind::Nginx => nginx(dir.path(), port, filebridge, jira, snippets),
+            Kind::Apache => apache(dir.path(), port, filebridge, jira, snippets),
         };
         let out = std::fs::File::create(dir.path().join("server.log")).expect("server log");
         let err = out.try_clone().expect("server log");
@@ -61,6 +75,9 @@ impl Proxy {
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
+            // A process group of its own, ended as a whole on drop: nginx's workers outlive
+            // a killed master otherwise.
+            .process_group(0)
             .kill_on_drop(true);
         let child = command
             .spawn()
@@ -144,6 +161,17 @@ impl Proxy {
     }
 }
 
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let group = format!("-{pid}");
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .status();
+        }
+    }
+}
+
 /// The proxy's temporary-file directory and processes.
 #[derive(Clone)]
 pub struct Spool {
@@ -185,10 +213,6 @@ fn chmod(path: &Path, mode: &str) {
     assert!(ok, "chmod {mode} {}", path.display());
 }
 
-fn packaged(relative: &str) -> PathBuf {
-    Path::new(REPO).join("packaging").join(relative)
-}
-
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
@@ -203,10 +227,17 @@ fn require(program: &str) {
 /// nginx with a Jira site: `location /` to Jira (as the admin already has it, plus the
 /// jira-banner.conf recipe), gzip on for everything (as many sites have it; the snippet
 /// must turn it off), and the shipped snippet.
-fn nginx(dir: &Path, port: u16, filebridge: &[SocketAddr], jira: SocketAddr) -> Command {
+fn nginx(
+    dir: &Path,
+    port: u16,
+    filebridge: &[SocketAddr],
+    jira: SocketAddr,
+    snippets: &Path,
+) -> Command {
     require("/usr/sbin/nginx");
-    let shipped_upstream = std::fs::read_to_string(packaged("nginx/filebridge-upstream.conf"))
-        .expect("read packaging/nginx/filebridge-upstream.conf");
+    let shipped_upstream = snippets.join("nginx/filebridge-upstream.conf");
+    let shipped_upstream = std::fs::read_to_string(&shipped_upstream)
+        .unwrap_or_else(|e| panic!("read {}: {e}", shipped_upstream.display()));
     let default_address = "server 127.0.0.1:8790;";
     assert_eq!(
         shipped_upstream.matches(default_address).count(),
@@ -225,7 +256,7 @@ fn nginx(dir: &Path, port: u16, filebridge: &[SocketAddr], jira: SocketAddr) -> 
                 .join("\n    "),
         ),
     );
-    let snippet = packaged("nginx/filebridge.conf");
+    let snippet = snippets.join("nginx/filebridge.conf");
     let d = dir.display();
     let conf = format!(
         "worker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
@@ -253,7 +284,7 @@ fn nginx(dir: &Path, port: u16, filebridge: &[SocketAddr], jira: SocketAddr) -> 
          }}\n",
         upstream = upstream.display(),
         snippet = snippet.display(),
-        banner = packaged("nginx/jira-banner.conf").display(),
+        banner = snippets.join("nginx/jira-banner.conf").display(),
     );
     let conf_file = dir.join("nginx.conf");
     write(&conf_file, &conf);
@@ -277,7 +308,13 @@ fn nginx(dir: &Path, port: u16, filebridge: &[SocketAddr], jira: SocketAddr) -> 
 /// compresses text and JSON-like types; a site may do more), mod_unique_id, and a response
 /// header telling the test which id Apache gave each request. TMPDIR points at the spool directory: mod_proxy_http's temporary
 /// files for request bodies go there.
-fn apache(dir: &Path, port: u16, filebridge: &[SocketAddr], jira: SocketAddr) -> Command {
+fn apache(
+    dir: &Path,
+    port: u16,
+    filebridge: &[SocketAddr],
+    jira: SocketAddr,
+    snippets: &Path,
+) -> Command {
     require("/usr/sbin/apache2");
     for sub in ["run", "logs"] {
         std::fs::create_dir_all(dir.join(sub)).expect("apache dirs");
@@ -332,7 +369,7 @@ fn apache(dir: &Path, port: u16, filebridge: &[SocketAddr], jira: SocketAddr) ->
             )
         }
     };
-    let snippet = packaged("apache/filebridge.conf");
+    let snippet = snippets.join("apache/filebridge.conf");
     let d = dir.display();
     // mod_unixd and mod_log_config are compiled into Debian's apache2; loading them again is
     // an error.
