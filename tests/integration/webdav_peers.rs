@@ -92,18 +92,19 @@ impl Peer {
         panic!("{kind:?} did not start; its last log:\n{last_log}");
     }
 
-    /// Polls the port until it accepts connections; false if the server exited or the
-    /// deadline passed.
+    /// Polls until this server itself listens on the port; false if it exited or the
+    /// deadline passed. Not "the port accepts connections": another test's server that took
+    /// the port first would accept them too, while this one fails to bind and exits.
     async fn wait_until_listening(&mut self, port: u16) -> bool {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let Some(pid) = self.child.id() else {
+            return false;
+        };
         while tokio::time::Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            if listens(pid, port) {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -385,4 +386,32 @@ fn rclone(dir: &Path, port: u16) -> (Command, String, PathBuf) {
         .arg("--config")
         .arg(dir.join("rclone.conf"));
     (command, format!("http://127.0.0.1:{port}/"), root)
+}
+
+/// Whether process `pid` holds a socket listening on TCP `port` (from /proc: the listening
+/// sockets' inodes in /proc/net/tcp{,6}, the process's open sockets in /proc/PID/fd).
+fn listens(pid: u32, port: u16) -> bool {
+    let suffix = format!(":{port:04X}");
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is field 1, st field 3 (0A = LISTEN), inode field 9.
+            if fields.len() > 9 && fields[1].ends_with(&suffix) && fields[3] == "0A" {
+                inodes.push(format!("socket:[{}]", fields[9]));
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
 }

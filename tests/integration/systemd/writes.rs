@@ -11,9 +11,16 @@ use serde_json::{Value, json};
 use super::{BIN, Daemon, daemon_env};
 use crate::helpers::{cluster_url, create_database, http_client};
 
+/// Neither under /tmp nor /var/tmp: the daemon's own are replaced below, which would hide
+/// anything under them from it (a checkout in /tmp, as CI's may be, included).
 fn scratch() -> tempfile::TempDir {
-    // Not under /tmp: the daemon's own /tmp is replaced below.
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let base = if target.starts_with("/tmp") || target.starts_with("/var/tmp") {
+        Path::new("/run")
+    } else {
+        target
+    };
+    tempfile::tempdir_in(base).unwrap()
 }
 
 /// Every file and directory below `dir`, for the failure message.
@@ -44,8 +51,11 @@ async fn an_upload_and_a_download_leave_home_tmp_and_cwd_empty() {
     jira.grant_project("root", "PROJ", "CREATE_ATTACHMENTS");
     let database_url = create_database(&cluster_url()).await;
 
-    let [home, tmpdir, cwd, tmp, var_tmp, storage, credentials] =
-        std::array::from_fn::<_, 7, _>(|_| scratch());
+    let [home, tmpdir, cwd, tmp, var_tmp, storage, credentials, bin] =
+        std::array::from_fn::<_, 8, _>(|_| scratch());
+    // The binary too may live under /tmp (the checkout's target directory).
+    let binary = bin.path().join("filebridge");
+    std::fs::copy(BIN, &binary).expect("copy the binary out of the way of /tmp");
     let mut env = daemon_env(&database_url, &jira.base_url, credentials.path());
     env.insert("HOME".into(), home.path().display().to_string());
     env.insert("TMPDIR".into(), tmpdir.path().display().to_string());
@@ -56,7 +66,7 @@ async fn an_upload_and_a_download_leave_home_tmp_and_cwd_empty() {
     command
         .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
         .arg(r#"mount --bind "$1" /tmp && mount --bind "$2" /var/tmp && exec "$0" serve"#)
-        .args([Path::new(BIN), tmp.path(), var_tmp.path()])
+        .args([binary.as_path(), tmp.path(), var_tmp.path()])
         .current_dir(cwd.path());
     let daemon = Daemon::spawn(command, &env);
 
