@@ -168,7 +168,10 @@ impl Application {
                 .default_service(web::to(http::not_found))
                 .wrap(middleware::from_fn(http::request_context))
         })
-        // Stop accepting at once on SIGTERM/SIGINT; let in-flight requests finish this long.
+        // `serve` handles the stop signals from its first moment (signals.rs) and stops the
+        // server through its handle; embedders and tests stop it the same way.
+        .disable_signals()
+        // On stop, accept nothing more at once; let in-flight requests finish this long.
         .shutdown_timeout(server_settings.shutdown_grace.as_secs());
 
         let server = match &server_settings.tls {

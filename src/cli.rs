@@ -11,6 +11,7 @@ mod jira;
 
 use crate::app::{Application, Migrations};
 use crate::config::{MasterKey, Settings, Sources};
+use crate::signals::StopSignals;
 use crate::{db, doctor, notify, telemetry};
 
 const DEFAULT_CONFIG: &str = "/etc/filebridge/filebridge.toml";
@@ -335,6 +336,11 @@ fn serve_flags(args: &ServeArgs) -> Vec<(String, String, String)> {
 }
 
 async fn serve(settings: Settings, no_migrate: bool, rust_log: Option<&str>) -> ExitCode {
+    // Before anything slow, so a stop request during start-up is not fatal (signals.rs).
+    let stop_signals = match StopSignals::listen() {
+        Ok(signals) => signals,
+        Err(e) => return fail(format!("cannot listen for stop signals: {e}")),
+    };
     if let Err(e) = telemetry::init(&settings.log, rust_log) {
         return fail(e.to_string());
     }
@@ -359,7 +365,9 @@ async fn serve(settings: Settings, no_migrate: bool, rust_log: Option<&str>) -> 
         }
     };
     notifier.ready_when_database_answers(app.pool().clone(), app.local_addr());
+    let stopper = stop_signals.stop(app.handle());
     let result = app.run_until_stopped().await;
+    stopper.abort();
     notifier.stopped();
     match result {
         Ok(()) => ExitCode::SUCCESS,

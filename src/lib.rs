@@ -19,5 +19,6 @@ pub mod metrics;
 pub mod notify;
 pub mod purge;
 pub mod secrets;
+pub mod signals;
 pub mod storage;
 pub mod telemetry;

@@ -256,3 +256,25 @@ async fn nothing_is_sent_and_nothing_breaks_without_notify_socket() {
     let output = daemon.terminate().await;
     assert!(!output.contains("notify"), "{output}");
 }
+
+/// systemd may stop the service while it is still starting (applying migrations, say): the
+/// stop must be the graceful one, not the signal's default action killing the process.
+#[tokio::test]
+async fn a_stop_during_start_up_is_a_clean_exit() {
+    let jira = FakeJira::start().await;
+    let database_url = create_database(&cluster_url()).await;
+    let credentials = tempfile::tempdir().unwrap();
+    let env = daemon_env(&database_url, &jira.base_url, credentials.path());
+    let mut command = tokio::process::Command::new(BIN);
+    command.arg("serve");
+    let daemon = Daemon::spawn(command, &env);
+    // The first log line comes after the stop handlers are installed and before the server
+    // runs (the migrations are checked first).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while daemon.output().is_empty() {
+        assert!(Instant::now() < deadline, "no output");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // terminate() asserts exit status 0, not death by SIGTERM.
+    daemon.terminate().await;
+}
