@@ -13,8 +13,8 @@
 //!   `Range`, simple uploads up to 4 MiB, upload sessions with Graph's fragment rules, folders,
 //!   rename/move, delete, SharePoint's name rules, `Sites.Selected` for apps and per-user
 //!   visibility for delegated tokens.
-//! - Test controls (`controls.rs`): tenants, apps, credentials, sites, users and OneDrives,
-//!   files put directly, the signed-in user, grants and token expiry, a movable clock, counters,
+//! - Test controls (`setup.rs`, `controls.rs`): tenants, apps, credentials, sites, users and
+//!   OneDrives, files put directly, the signed-in user, grants and token expiry, a movable clock, counters,
 //!   throttling and fragment failures (`faults.rs`).
 //!
 //! Each handler's doc comment names the Microsoft documentation page it follows and says where
@@ -41,6 +41,8 @@ mod faults;
 pub mod fixtures;
 mod graph;
 mod identity;
+mod setup;
+mod tree;
 mod world;
 
 use std::net::{SocketAddr, TcpListener};

@@ -20,7 +20,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::access::{Located, existing, locate, need_write};
 use super::address::Target;
 use super::mutate::{Placement, check_if_match, check_name, place, put_file};
-use super::{Conflict, GraphError, json as render, read_body, throttled};
+use super::{Conflict, GraphError, drain, json as render, read_body, throttled};
 use crate::Shared;
 use crate::faults::RequestClass;
 use crate::world::{AccessToken, Kind};
@@ -75,10 +75,15 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    // Check everything that can be checked before the body is read.
-    check_upload(shared, caller, target, req)?;
-    if declared.is_some_and(|n| n > SIMPLE_UPLOAD_LIMIT) {
-        return Err(too_large());
+    // Check everything that can be checked before the body is read; an early answer first
+    // reads what the client is sending (up to 64 MiB), so that it reaches the client.
+    let early = check_upload(shared, caller, target, req).and_then(|()| match declared {
+        Some(n) if n > SIMPLE_UPLOAD_LIMIT => Err(too_large()),
+        _ => Ok(()),
+    });
+    if let Err(error) = early {
+        drain(payload, 64 << 20).await;
+        return Err(error);
     }
     let content = read_body(payload, SIMPLE_UPLOAD_LIMIT)
         .await

@@ -179,6 +179,27 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<bytes:
     Ok(body.freeze())
 }
 
+/// Reads and discards a request body (up to `limit`), so an early answer reaches a client that
+/// is still sending.
+pub async fn drain(mut payload: web::Payload, limit: u64) {
+    let mut seen = 0u64;
+    while let Some(Ok(chunk)) = payload.next().await {
+        seen += chunk.len() as u64;
+        if seen > limit {
+            break;
+        }
+    }
+}
+
+/// `(start, end, total)` of `Content-Range: bytes start-end/total`.
+pub fn content_range(req: &HttpRequest) -> Option<(u64, u64, u64)> {
+    let value = req.headers().get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let (start, end, total) = (start.parse().ok()?, end.parse().ok()?, total.parse().ok()?);
+    (start <= end && end < total).then_some((start, end, total))
+}
+
 pub fn json_body(body: &[u8]) -> Result<Value, GraphError> {
     serde_json::from_slice(body).map_err(|e| GraphError::bad(format!("Invalid request body: {e}")))
 }

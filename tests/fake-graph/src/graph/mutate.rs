@@ -248,12 +248,11 @@ pub fn update(
     if let Some(other) = reference
         .and_then(|r| r.get("driveId"))
         .and_then(Value::as_str)
+        && other != drive_id
     {
-        if other != drive_id {
-            return Err(GraphError::bad(
-                "Moving items between drives is not supported.",
-            ));
-        }
+        return Err(GraphError::bad(
+            "Moving items between drives is not supported.",
+        ));
     }
     let new_parent = match reference.and_then(|r| r.get("id")).and_then(Value::as_str) {
         None => old_parent.clone(),

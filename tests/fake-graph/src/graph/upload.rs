@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use super::access::{Located, locate, need_write};
 use super::address::Target;
 use super::mutate::{Placement, check_name, place, put_file};
-use super::{Conflict, GraphError, json as render, json_body, throttled};
+use super::{Conflict, GraphError, content_range, drain, json as render, json_body, throttled};
 use crate::Shared;
 use crate::faults::{FragmentFault, RequestClass};
 use crate::world::{AccessToken, Kind, UploadSession, World};
@@ -98,12 +98,12 @@ pub fn create(
             (drive, parent, name, None)
         }
     };
-    if let Some(named) = item.get("name").and_then(Value::as_str) {
-        if !named.eq_ignore_ascii_case(&name) {
-            return Err(GraphError::bad(
-                "The item name in the body does not match the path.",
-            ));
-        }
+    if let Some(named) = item.get("name").and_then(Value::as_str)
+        && !named.eq_ignore_ascii_case(&name)
+    {
+        return Err(GraphError::bad(
+            "The item name in the body does not match the path.",
+        ));
     }
     if item
         .get("fileSize")
@@ -145,27 +145,6 @@ fn session_not_found() -> GraphError {
     GraphError::not_found().inner("uploadSessionNotFound")
 }
 
-/// Reads and discards a request body (up to `limit`), so an early answer reaches a client that
-/// is still sending.
-async fn drain(mut payload: web::Payload, limit: u64) {
-    let mut seen = 0u64;
-    while let Some(Ok(chunk)) = payload.next().await {
-        seen += chunk.len() as u64;
-        if seen > limit {
-            break;
-        }
-    }
-}
-
-/// `(start, end, total)` of `Content-Range: bytes start-end/total`.
-fn content_range(req: &HttpRequest) -> Option<(u64, u64, u64)> {
-    let value = req.headers().get(header::CONTENT_RANGE)?.to_str().ok()?;
-    let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
-    let (start, end) = range.split_once('-')?;
-    let (start, end, total) = (start.parse().ok()?, end.parse().ok()?, total.parse().ok()?);
-    (start <= end && end < total).then_some((start, end, total))
-}
-
 /// `/_upload/{key}`: the pre-authenticated upload URL.
 pub async fn upload_url(
     req: HttpRequest,
@@ -174,13 +153,16 @@ pub async fn upload_url(
     shared: web::Data<Shared>,
 ) -> HttpResponse {
     let key = key.into_inner();
+    let throttle = throttled(&mut shared.world(), &req, RequestClass::UploadUrl);
+    if let Some(response) = throttle {
+        drain(payload, MAX_FRAGMENT).await;
+        return response;
+    }
+    if *req.method() == actix_web::http::Method::PUT {
+        return put_fragment(req, key, payload, shared).await;
+    }
     let result = {
         let mut world = shared.world();
-        if let Some(response) = throttled(&mut world, &req, RequestClass::UploadUrl) {
-            drop(world);
-            drain(payload, MAX_FRAGMENT).await;
-            return response;
-        }
         let now = world.now();
         if world
             .uploads
@@ -198,10 +180,6 @@ pub async fn upload_url(
                 Some(_) => Ok(HttpResponse::NoContent().finish()),
                 None => Err(session_not_found()),
             },
-            actix_web::http::Method::PUT => {
-                drop(world);
-                return put_fragment(req, key, payload, shared).await;
-            }
             _ => Err(GraphError::new(405, "invalidRequest", "Method not allowed")),
         }
     };
@@ -240,6 +218,14 @@ fn accept(
         GraphError::bad("Invalid Content-Range header: expected 'bytes start-end/total'.")
     })?;
     let max_file = world.settings.max_file_size;
+    let now = world.now();
+    if world
+        .uploads
+        .get(key)
+        .is_some_and(|s| s.expires_at <= now && s.data.is_some())
+    {
+        world.uploads.remove(key);
+    }
     let session = world.uploads.get_mut(key).ok_or_else(session_not_found)?;
     let fragment = end - start + 1;
     if fragment != length {

@@ -146,14 +146,14 @@ fn decide(
     };
     let user_tenant = world.users.get(&user_id).map(|u| u.tenant_id.clone());
     let app_tenant = world.apps.get(client_id).map(|a| a.tenant_id.clone());
-    if let TenantRef::Tenant(id) = tenant {
-        if user_tenant.as_ref() != Some(id) {
-            return Err(StsError::bad(
-                "access_denied",
-                50020,
-                "User account does not exist in tenant and cannot access the application in that tenant.",
-            ));
-        }
+    if let TenantRef::Tenant(id) = tenant
+        && user_tenant.as_ref() != Some(id)
+    {
+        return Err(StsError::bad(
+            "access_denied",
+            50020,
+            "User account does not exist in tenant and cannot access the application in that tenant.",
+        ));
     }
     if user_tenant != app_tenant {
         return Err(StsError::bad(
@@ -172,7 +172,7 @@ fn decide(
             return Err(StsError::bad(
                 "consent_required",
                 65001,
-                &format!(
+                format!(
                     "The user or administrator has not consented to use the application with ID '{client_id}'. Send an interactive authorization request for this user and resource."
                 ),
             ));

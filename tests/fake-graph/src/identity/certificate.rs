@@ -71,7 +71,9 @@ fn pem_block(pem: &str) -> Result<(String, Vec<u8>), String> {
 }
 
 /// One DER element: (tag, contents, the whole element, what follows it).
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn element(input: &[u8]) -> Option<Element<'_>> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {

@@ -321,10 +321,10 @@ pub fn authorization_code(
     world.codes.get_mut(code).expect("looked up above").redeemed = true;
     let mut body = delegated(world, base, app, &grant.user, &scopes);
     // The refresh token carries the whole grant, not the narrowed scopes.
-    if let Some(refresh) = body.get("refresh_token").and_then(Value::as_str) {
-        if let Some(token) = world.refresh_tokens.get_mut(refresh) {
-            token.scopes = grant.scopes.clone();
-        }
+    if let Some(refresh) = body.get("refresh_token").and_then(Value::as_str)
+        && let Some(token) = world.refresh_tokens.get_mut(refresh)
+    {
+        token.scopes = grant.scopes.clone();
     }
     body["scope"] = json!(scope_string(&scopes));
     Ok(body)
@@ -379,10 +379,10 @@ pub fn refresh(
         .expect("looked up above")
         .used = true;
     let body = delegated(world, base, app, &token.user, &scopes);
-    if let Some(refresh) = body.get("refresh_token").and_then(Value::as_str) {
-        if let Some(new) = world.refresh_tokens.get_mut(refresh) {
-            new.scopes = token.scopes.clone();
-        }
+    if let Some(refresh) = body.get("refresh_token").and_then(Value::as_str)
+        && let Some(new) = world.refresh_tokens.get_mut(refresh)
+    {
+        new.scopes = token.scopes.clone();
     }
     Ok(body)
 }

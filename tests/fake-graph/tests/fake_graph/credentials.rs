@@ -65,7 +65,8 @@ async fn client_secret_gives_an_app_only_token_that_graph_accepts() {
 async fn secret_and_request_errors_are_answered_as_entra_id_does() {
     let env = env().await;
     let app = env.app.clone();
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str, u64)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str, u64);
+    let cases: Vec<Case> = vec![
         (
             vec![("client_secret", "wrong")],
             401,
@@ -183,7 +184,8 @@ async fn assertions_with_a_wrong_key_or_claims_are_refused() {
             .contains("The key was not found")
     );
 
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, u64)> = vec![
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Change, u64)> = vec![
         (
             Box::new(|c| c["aud"] = json!("https://login.microsoftonline.com/x/oauth2/v2.0/token")),
             50027,

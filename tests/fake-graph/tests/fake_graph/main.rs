@@ -7,4 +7,5 @@ mod credentials;
 mod items;
 mod shapes;
 mod throttle;
+mod tree;
 mod upload;
