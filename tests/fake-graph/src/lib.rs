@@ -41,6 +41,7 @@ mod faults;
 pub mod fixtures;
 mod graph;
 mod identity;
+mod quickxor;
 mod setup;
 mod tree;
 mod world;

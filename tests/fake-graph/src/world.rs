@@ -77,6 +77,8 @@ pub enum Kind {
     File {
         content: Bytes,
         mime: String,
+        /// Base64 QuickXorHash of `content`, computed once when the content is stored.
+        quick_xor: String,
     },
 }
 

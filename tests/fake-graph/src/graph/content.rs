@@ -232,7 +232,7 @@ pub async fn download(
         .drive(&drive_id)
         .and_then(|d| d.item(&item_id))
         .filter(|i| i.content_version.to_string() == version);
-    let Some(Kind::File { content, mime }) = found.map(|i| i.kind.clone()) else {
+    let Some(Kind::File { content, mime, .. }) = found.map(|i| i.kind.clone()) else {
         return GraphError::not_found().respond(&mut world, &req);
     };
     drop(world);

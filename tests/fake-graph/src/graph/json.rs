@@ -161,10 +161,14 @@ pub fn item(world: &World, base: &str, drive: &Drive, item: &Item) -> Value {
                 body["root"] = json!({});
             }
         }
-        Kind::File { content, mime } => {
+        Kind::File {
+            content,
+            mime,
+            quick_xor,
+        } => {
             body["size"] = json!(content.len());
             body["cTag"] = json!(ctag(item));
-            body["file"] = json!({"mimeType": mime});
+            body["file"] = json!({"mimeType": mime, "hashes": {"quickXorHash": quick_xor}});
             body["@microsoft.graph.downloadUrl"] = json!(download_url(world, base, drive, item));
         }
     }

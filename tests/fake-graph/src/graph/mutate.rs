@@ -119,7 +119,12 @@ pub fn put_file(
                 .items
                 .get_mut(&id)
                 .expect("placed");
-            item.kind = Kind::File { content, mime };
+            let quick_xor = crate::quickxor::quickxorhash(&content);
+            item.kind = Kind::File {
+                content,
+                mime,
+                quick_xor,
+            };
             item.modified = now;
             item.version += 1;
             item.content_version += 1;
@@ -131,7 +136,17 @@ pub fn put_file(
             put_file(world, drive_id, parent, Placement::New(name), content, mime)
         }
         Placement::New(name) => {
-            let item = new_item(world, parent, &name, Kind::File { content, mime });
+            let quick_xor = crate::quickxor::quickxorhash(&content);
+            let item = new_item(
+                world,
+                parent,
+                &name,
+                Kind::File {
+                    content,
+                    mime,
+                    quick_xor,
+                },
+            );
             let id = item.id.clone();
             world.drive_mut(drive_id).insert(item);
             (id, true)

@@ -80,6 +80,24 @@ async fn sites_selected_reaches_only_granted_sites() {
         env.get(&token, &format!("/sites/{other}/drives")).await.0,
         StatusCode::OK
     );
+    // ... including users' OneDrives, by object id or UPN; /me needs a delegated token.
+    let carol = env
+        .graph
+        .add_user(&env.tenant, "carol@contoso.onmicrosoft.com", "Carol");
+    let carol_drive = env.graph.add_onedrive(&carol);
+    let (status, drive) = env.get(&token, &format!("/users/{carol}/drive")).await;
+    assert_eq!(
+        (status, drive["id"].as_str()),
+        (StatusCode::OK, Some(carol_drive.as_str()))
+    );
+    let by_upn = env
+        .get(&token, "/users/carol@contoso.onmicrosoft.com/drive/root")
+        .await;
+    assert_eq!(by_upn.0, StatusCode::OK);
+    assert_eq!(
+        env.get(&token, "/me/drive").await.0,
+        StatusCode::BAD_REQUEST
+    );
     // Another tenant's site doesn't exist for this app.
     let fabrikam = env.graph.add_tenant("fabrikam.onmicrosoft.com");
     let foreign = env

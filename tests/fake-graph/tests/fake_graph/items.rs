@@ -289,4 +289,36 @@ async fn simple_uploads_follow_conflict_behaviour_and_the_4_mib_limit() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    // The documented `{parent-id}:/{filename}:/content` form, and replacing by id.
+    let folder = env.graph.item_id(&env.drive, "/a").unwrap();
+    let base = format!("{}/v1.0/drives/{}", env.graph.base_url, env.drive);
+    let by_parent = env
+        .http
+        .put(format!("{base}/items/{folder}:/via%20id.txt:/content"))
+        .bearer_auth(&token)
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_parent.status(), StatusCode::CREATED);
+    let id = by_parent.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by_id = env
+        .http
+        .put(format!("{base}/items/{id}/content"))
+        .bearer_auth(&token)
+        .body("w")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_id.status(), StatusCode::OK);
+    assert_eq!(
+        env.graph
+            .file_bytes(&env.drive, "/a/via id.txt")
+            .unwrap()
+            .as_ref(),
+        b"w"
+    );
 }

@@ -180,10 +180,9 @@ fn iso(text: &str) -> bool {
     text.len() == 20 && text.ends_with('Z') && text.as_bytes()[10] == b'T'
 }
 
-#[tokio::test]
-async fn bodies_have_the_documented_shapes() {
-    let env = env().await;
-    let (_, token) = env
+/// An app-only token for the standard test app.
+async fn token(env: &crate::common::Env) -> String {
+    let (_, body) = env
         .token_request(&[
             ("grant_type", "client_credentials"),
             ("client_id", &env.app),
@@ -191,56 +190,68 @@ async fn bodies_have_the_documented_shapes() {
             ("scope", "https://graph.microsoft.com/.default"),
         ])
         .await;
-    let token: TokenResponse = shape(&token);
-    let token = token.access_token;
+    let body: TokenResponse = shape(&body);
+    body.access_token
+}
+
+#[tokio::test]
+async fn token_responses_and_sts_errors() {
+    let env = env().await;
+    token(&env).await;
     let (_, error) = env
         .token_request(&[("grant_type", "client_credentials")])
         .await;
     let _: StsError = shape(&error);
+}
 
+#[tokio::test]
+async fn drive_items_and_listings() {
+    let env = env().await;
+    let token = token(&env).await;
     env.graph
         .put_file(&env.drive, "/PROJ/a.txt", b"abc".to_vec());
-    let (_, file) = env
-        .get(&token, &format!("/drives/{}/root:/PROJ/a.txt:", env.drive))
-        .await;
-    let file: DriveItem = shape(&file);
+    let item = |path: &str| format!("/drives/{}/root:{path}:", env.drive);
+    let file: DriveItem = shape(&env.get(&token, &item("/PROJ/a.txt")).await.1);
     assert!(
-        file.file.is_some()
-            && file.folder.is_none()
-            && file.c_tag.is_some()
-            && file.download_url.is_some()
+        file.file
+            .as_ref()
+            .unwrap()
+            .hashes
+            .as_ref()
+            .unwrap()
+            .contains_key("quickXorHash")
     );
+    assert!(file.file.is_some() && file.folder.is_none());
+    assert!(file.c_tag.is_some() && file.download_url.is_some());
     assert!(iso(&file.created_date_time) && iso(&file.last_modified_date_time));
-    let (_, folder) = env
-        .get(&token, &format!("/drives/{}/root:/PROJ:", env.drive))
-        .await;
-    let folder: DriveItem = shape(&folder);
+    let folder: DriveItem = shape(&env.get(&token, &item("/PROJ")).await.1);
     assert!(folder.folder.is_some() && folder.c_tag.is_none() && folder.download_url.is_none());
-    let (_, root) = env
-        .get(&token, &format!("/drives/{}/root", env.drive))
-        .await;
-    let root: DriveItem = shape(&root);
-    assert!(root.root.is_some() && root.parent_reference.id.is_none());
-    let (_, page) = env
-        .get(&token, &format!("/drives/{}/root/children", env.drive))
-        .await;
+    let root = format!("/drives/{}/root", env.drive);
+    let root_item: DriveItem = shape(&env.get(&token, &root).await.1);
+    assert!(root_item.root.is_some() && root_item.parent_reference.id.is_none());
+    let page = env.get(&token, &format!("{root}/children")).await.1;
     let _: Collection<DriveItem> = shape(&page);
-    let (_, drives) = env
+}
+
+#[tokio::test]
+async fn drives_and_sites() {
+    let env = env().await;
+    let token = token(&env).await;
+    let drives = env
         .get(&token, &format!("/sites/{}/drives", env.site))
-        .await;
+        .await
+        .1;
     let _: Collection<Drive> = shape(&drives);
-    let (_, drive) = env.get(&token, &format!("/drives/{}", env.drive)).await;
-    let _: Drive = shape(&drive);
-    let (_, site) = env.get(&token, &format!("/sites/{}", env.site)).await;
-    let _: Site = shape(&site);
-    let (status, session) = env
-        .call(
-            Method::POST,
-            &token,
-            &format!("/drives/{}/root:/b.bin:/createUploadSession", env.drive),
-            Some(json!({})),
-        )
-        .await;
+    let _: Drive = shape(&env.get(&token, &format!("/drives/{}", env.drive)).await.1);
+    let _: Site = shape(&env.get(&token, &format!("/sites/{}", env.site)).await.1);
+}
+
+#[tokio::test]
+async fn upload_sessions_and_graph_errors() {
+    let env = env().await;
+    let token = token(&env).await;
+    let path = format!("/drives/{}/root:/b.bin:/createUploadSession", env.drive);
+    let (status, session) = env.call(Method::POST, &token, &path, Some(json!({}))).await;
     assert_eq!(status, StatusCode::OK);
     let session: UploadSession = shape(&session);
     let url = session.upload_url.unwrap();
@@ -255,12 +266,11 @@ async fn bodies_have_the_documented_shapes() {
         .unwrap();
     let status: UploadSession = shape(&status);
     assert!(status.upload_url.is_none() && iso(&status.expiration_date_time));
-    let (_, missing) = env
+    let missing = env
         .get(&token, &format!("/drives/{}/root:/nope:", env.drive))
-        .await;
+        .await
+        .1;
     let error: ErrorBody = shape(&missing);
-    assert!(
-        error.error.inner_error.contains_key("request-id")
-            && error.error.inner_error.contains_key("date")
-    );
+    let inner = &error.error.inner_error;
+    assert!(inner.contains_key("request-id") && inner.contains_key("date"));
 }

@@ -263,7 +263,11 @@ async fn a_failed_fragment_is_resumed_from_the_session_status() {
             StatusCode::ACCEPTED
         );
         match fragment(&env, &url, &data, 4 * unit, 8 * unit - 1).await {
-            Ok((code, body)) => assert!(code.is_server_error(), "{fault:?}: {code} {body}"),
+            // A dropped connection reaches the client as an incomplete message.
+            Ok((code, body)) => assert!(
+                fault != FragmentFault::Drop && code.is_server_error(),
+                "{fault:?}: {code} {body}"
+            ),
             Err(error) => assert_eq!(fault, FragmentFault::Drop, "{error}"),
         }
         let (_, state) = status(&env, &url).await;
