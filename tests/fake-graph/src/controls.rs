@@ -195,6 +195,18 @@ impl FakeGraph {
         self.shared.world().counters.token_requests
     }
 
+    /// Token requests with this `grant_type` (`client_credentials`, `authorization_code`,
+    /// `refresh_token`), answered or not (throttled ones included).
+    pub fn token_requests_for(&self, grant_type: &str) -> usize {
+        let world = self.shared.world();
+        world
+            .counters
+            .token_requests_by_grant
+            .get(grant_type)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Tokens issued (successful token requests).
     pub fn tokens_issued(&self) -> usize {
         self.shared.world().counters.tokens_issued

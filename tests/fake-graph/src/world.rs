@@ -217,6 +217,8 @@ pub enum AuthorizeOutcome {
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
     pub token_requests: usize,
+    /// Token requests by `grant_type` as sent (missing: "").
+    pub token_requests_by_grant: HashMap<String, usize>,
     pub tokens_issued: usize,
     pub graph_requests: usize,
     pub fragments_received: usize,

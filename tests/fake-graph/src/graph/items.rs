@@ -4,11 +4,12 @@
 //!   `{hostname}:/{server-relative-path}`.
 //! - "List available drives" (https://learn.microsoft.com/graph/api/drive-list) for
 //!   `/sites/{id}/drives`, and "Get Drive" (https://learn.microsoft.com/graph/api/drive-get).
-//! - "Get a DriveItem resource" (https://learn.microsoft.com/graph/api/driveitem-get).
+//! - "Get a DriveItem resource" (https://learn.microsoft.com/graph/api/driveitem-get), with
+//!   `If-None-Match` answering 304 when the eTag or cTag still matches.
 //! - "List children of a driveItem" (https://learn.microsoft.com/graph/api/driveitem-list-children)
 //!   with paging as "Paging Microsoft Graph data in your app"
 //!   (https://learn.microsoft.com/graph/paging) describes it: `$top` sets the page size (default
-//!   200 here, SharePoint's usual page; at most 1000, a guess), and every page but the last has
+//!   200, "the default page size (200 items)" of the list-children page; at most 1000, a guess), and every page but the last has
 //!   an absolute `@odata.nextLink` whose `$skiptoken` is opaque. The token names the last item
 //!   returned, so items added or removed between pages neither repeat nor vanish. `$select`,
 //!   `$expand` and `$orderby` are accepted and ignored; children come in name order.
@@ -57,11 +58,25 @@ pub fn drive(shared: &web::Data<Shared>, caller: &AccessToken, drive: &DriveRef)
     Ok(HttpResponse::Ok().json(body))
 }
 
-pub fn item(shared: &web::Data<Shared>, caller: &AccessToken, target: &Target) -> Answer {
+pub fn item(
+    shared: &web::Data<Shared>,
+    caller: &AccessToken,
+    target: &Target,
+    req: &HttpRequest,
+) -> Answer {
     let world = shared.world();
     let (drive, item, _) = existing(&world, caller, target)?;
     let drive = &world.drives[&drive];
-    let mut body = render::item(&world, &shared.base_url, drive, &drive.items[&item]);
+    let item = &drive.items[&item];
+    let unchanged = req
+        .headers()
+        .get(actix_web::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tag| tag == render::etag(item) || tag == render::ctag(item));
+    if unchanged {
+        return Ok(HttpResponse::NotModified().finish());
+    }
+    let mut body = render::item(&world, &shared.base_url, drive, item);
     body["@odata.context"] = json!(format!(
         "{}/v1.0/$metadata#drives('{}')/items/$entity",
         shared.base_url, drive.id

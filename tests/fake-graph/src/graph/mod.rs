@@ -247,7 +247,7 @@ pub async fn dispatch(
         (&Method::GET, Target::Drives(site)) => items::drives(&shared, &caller, site),
         (&Method::GET, Target::Drive(drive)) => items::drive(&shared, &caller, drive),
         (_, Target::Item { action, .. }) => match (&method, action) {
-            (&Method::GET, Action::Item) => items::item(&shared, &caller, &target),
+            (&Method::GET, Action::Item) => items::item(&shared, &caller, &target, &req),
             (&Method::GET, Action::Children) => items::children(&shared, &caller, &target, &req),
             (&Method::GET, Action::Content) => content::redirect(&shared, &caller, &target),
             (&Method::PUT, Action::Content) => {

@@ -198,8 +198,15 @@ pub async fn token(
 ) -> HttpResponse {
     let tenant_name = path.into_inner();
     let base = shared.base_url.clone();
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let grant = form.get("grant_type").cloned().unwrap_or_default();
     let mut world = shared.world();
     world.counters.token_requests += 1;
+    *world
+        .counters
+        .token_requests_by_grant
+        .entry(grant)
+        .or_default() += 1;
     if let Some((code, retry_after)) = world.faults.take_throttle(RequestClass::Token, true) {
         world.counters.throttled += 1;
         let error = StsError::new(
@@ -214,7 +221,7 @@ pub async fn token(
             .insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
         return response;
     }
-    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+
     match token_inner(&mut world, &req, &base, &tenant_name, &form) {
         Ok(body) => {
             world.counters.tokens_issued += 1;

@@ -252,4 +252,6 @@ async fn refresh_tokens_rotate_and_a_used_one_is_refused() {
         (StatusCode::BAD_REQUEST, Some(50173))
     );
     assert_eq!(refresh(&env, "garbage").await.1["error_codes"][0], 9002313);
+    assert_eq!(env.graph.token_requests_for("authorization_code"), 2);
+    assert_eq!(env.graph.token_requests_for("refresh_token"), 8);
 }

@@ -294,4 +294,6 @@ async fn concurrent_token_requests_are_all_counted() {
     let (a, b, c) = tokio::join!(env.app_token(), env.app_token(), env.app_token());
     assert!(a != b && b != c);
     assert_eq!(env.graph.token_requests(), 3);
+    assert_eq!(env.graph.token_requests_for("client_credentials"), 3);
+    assert_eq!(env.graph.token_requests_for("refresh_token"), 0);
 }

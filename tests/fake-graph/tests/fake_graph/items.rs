@@ -70,6 +70,19 @@ async fn sites_drives_and_items_by_id_and_path() {
         .await;
     assert_eq!(root["folder"]["childCount"], 1);
     assert!(root["root"].is_object());
+    let tag = by_id["eTag"].as_str().unwrap();
+    let unchanged = env
+        .http
+        .get(format!(
+            "{}/v1.0/drives/{}/items/{file}",
+            env.graph.base_url, env.drive
+        ))
+        .bearer_auth(&token)
+        .header("if-none-match", tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
     let (_, folder_json) = env
         .get(&token, &format!("/drives/{}/items/{folder}", env.drive))
         .await;
