@@ -8,11 +8,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod jira;
+mod serve;
 
-use crate::app::{Application, Migrations};
 use crate::config::{MasterKey, Settings, Sources};
-use crate::signals::StopSignals;
-use crate::{db, doctor, notify, telemetry};
+use crate::{db, doctor, telemetry};
 
 const DEFAULT_CONFIG: &str = "/etc/filebridge/filebridge.toml";
 
@@ -164,7 +163,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
     };
     let rust_log = sources.env.get("RUST_LOG").map(String::as_str);
     match cli.command {
-        Command::Serve(args) => serve(settings, args.no_migrate, rust_log).await,
+        Command::Serve(args) => serve::serve(settings, args.no_migrate, rust_log).await,
         Command::Migrate => migrate(settings, rust_log).await,
         Command::Doctor => {
             let source = match &cli.config {
@@ -335,46 +334,6 @@ fn serve_flags(args: &ServeArgs) -> Vec<(String, String, String)> {
     flags
 }
 
-async fn serve(settings: Settings, no_migrate: bool, rust_log: Option<&str>) -> ExitCode {
-    // Before anything slow, so a stop request during start-up is not fatal (signals.rs).
-    let stop_signals = match StopSignals::listen() {
-        Ok(signals) => signals,
-        Err(e) => return fail(format!("cannot listen for stop signals: {e}")),
-    };
-    if let Err(e) = telemetry::init(&settings.log, rust_log) {
-        return fail(e.to_string());
-    }
-    let migrations = if no_migrate {
-        Migrations::Skip
-    } else {
-        Migrations::Apply
-    };
-    // Under systemd (Type=notify): watchdog pings from here on, READY=1 once bound and the
-    // database answers, STOPPING=1 on the stop signal. Inert without NOTIFY_SOCKET.
-    let mut notifier = notify::Notifier::start(settings.server.shutdown_grace);
-    notifier.status(match migrations {
-        Migrations::Apply => "starting: applying database migrations",
-        Migrations::Skip => "starting",
-    });
-    let app = match Application::build(&settings, migrations).await {
-        Ok(app) => app,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            notifier.status(&format!("cannot start: {e}"));
-            return fail(e.to_string());
-        }
-    };
-    notifier.ready_when_database_answers(app.pool().clone(), app.local_addr());
-    let stopper = stop_signals.stop(app.handle());
-    let result = app.run_until_stopped().await;
-    stopper.abort();
-    notifier.stopped();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(format!("server error: {e}")),
-    }
-}
-
 async fn migrate(settings: Settings, rust_log: Option<&str>) -> ExitCode {
     if let Err(e) = telemetry::init(&settings.log, rust_log) {
         return fail(e.to_string());
@@ -396,7 +355,7 @@ async fn migrate(settings: Settings, rust_log: Option<&str>) -> ExitCode {
     }
 }
 
-fn fail(message: String) -> ExitCode {
+pub(crate) fn fail(message: String) -> ExitCode {
     eprintln!("filebridge: {message}");
     ExitCode::FAILURE
 }
