@@ -8,6 +8,7 @@ pub mod filesystem;
 pub mod names;
 pub mod registry;
 pub mod s3;
+pub mod sharepoint;
 pub mod webdav;
 
 use std::pin::Pin;

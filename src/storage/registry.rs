@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use super::{Storage, StorageError, filesystem, s3, webdav};
+use super::{Storage, StorageError, filesystem, s3, sharepoint, webdav};
 use crate::egress::EgressClient;
 
 /// The storage kinds this binary supports.
-pub const KINDS: &[&str] = &["filesystem", "webdav", "s3"];
+pub const KINDS: &[&str] = &["filesystem", "webdav", "s3", "sharepoint"];
 
 /// Builds the storage an admin configured. `settings` is the connection's non-secret JSON;
 /// `secrets` are its decrypted secrets by name. HTTP-based kinds register their endpoint
@@ -24,6 +24,7 @@ pub fn open(
         "filesystem" => filesystem::open(settings, secrets, egress),
         "webdav" => webdav::open(settings, secrets, egress),
         "s3" => s3::open(settings, secrets, egress),
+        "sharepoint" => sharepoint::open(settings, secrets, egress),
         other => Err(StorageError::Backend(format!(
             "unknown storage kind `{other}` (known: {})",
             KINDS.join(", ")

@@ -34,6 +34,7 @@ mod proxy_peers;
 mod storage_fs;
 mod storage_nextcloud;
 mod storage_s3;
+mod storage_sharepoint;
 mod storage_suite;
 mod storage_webdav;
 mod systemd;
