@@ -8,6 +8,7 @@
 
 use fantoccini::Locator;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::browser::{Binaries, Browser, LogEntry, jira_cookie};
 use crate::helpers::free_port;
@@ -22,16 +23,7 @@ const CAROL_SESSION: &str = "carol-jsessionid-0123456789";
 /// the origin `server.public_url` names, as behind the real proxy, so the browser's `Origin`
 /// on uploads is filebridge's own.
 async fn world() -> (TestApp, tempfile::TempDir) {
-    let port = free_port();
-    let app = spawn_app_with(|config| {
-        config
-            .set("SERVER__LISTEN", &format!("127.0.0.1:{port}"))
-            .set(
-                "SERVER__PUBLIC_URL",
-                &format!("http://127.0.0.1:{port}/filebridge"),
-            );
-    })
-    .await;
+    let app = spawn_on_public_origin().await;
     let jira = &app.jira;
     jira.add_project("PROJ", "Project");
     jira.add_issue("PROJ", "PROJ-1");
@@ -72,6 +64,21 @@ async fn world() -> (TestApp, tempfile::TempDir) {
         .unwrap();
     assert_eq!(mapping.status(), 201, "mapping created");
     (app, root)
+}
+
+/// The application listening on the origin `server.public_url` names, as behind the real
+/// proxy, so the browser's `Origin` on uploads is filebridge's own.
+async fn spawn_on_public_origin() -> TestApp {
+    let port = free_port();
+    spawn_app_with(|config| {
+        config
+            .set("SERVER__LISTEN", &format!("127.0.0.1:{port}"))
+            .set(
+                "SERVER__PUBLIC_URL",
+                &format!("http://127.0.0.1:{port}/filebridge"),
+            );
+    })
+    .await
 }
 
 /// Uploads through the API, as a file someone put there before the page was opened.
@@ -395,5 +402,90 @@ async fn issue_page_lists_navigates_uploads_and_downloads_in_chromium() {
     assert_eq!(state.issue.as_deref(), Some("PROJ-1"));
     expect_only_refusals(&browser, "carol's listing", "/files?path=", 404).await;
 
+    browser.close().await;
+}
+
+/// A file above Graph's 4 MiB simple-upload limit (and the 4 MiB a form part of unknown length
+/// may have on SharePoint) chosen on the issue page of an issue mapped to a SharePoint
+/// connection: the page's raw `PUT` carries the file's length, so it goes up in an upload
+/// session and is stored whole.
+// Two threads: hashing the file runs beside the app and the fake Graph.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_page_uploads_a_large_file_to_sharepoint_in_chromium() {
+    let binaries = Binaries::find();
+    let app = spawn_on_public_origin().await;
+    crate::sharepoint_api::jira_people(&app);
+    app.jira.add_session("alice", ALICE_SESSION);
+    let w = crate::sharepoint_api::world_with(app).await;
+    let id = w
+        .create_connection(
+            "legal",
+            json!({"client_secret": crate::sharepoint_api::SECRET}),
+        )
+        .await;
+    w.map(&id).await;
+    // Something to list, so the page settles on a table rather than "This folder is empty."
+    assert_eq!(w.put("readme.txt", b"read me".to_vec()).await.status(), 201);
+
+    let browser = Browser::start(&binaries).await;
+    let client = &browser.client;
+    client
+        .goto(&w.app.url("/static/issue.css"))
+        .await
+        .expect("open the origin");
+    client
+        .add_cookie(jira_cookie(ALICE_SESSION))
+        .await
+        .expect("set the Jira cookie");
+    client
+        .goto(&w.app.url("/issues/PROJ-1"))
+        .await
+        .expect("open the issue page");
+    browser
+        .until("the issue's folder is listed", |s| {
+            s.settled() && s.listed() == [("readme.txt", "7 B")]
+        })
+        .await;
+
+    let local = tempfile::tempdir().unwrap();
+    let name = "scan 2026.bin";
+    let bytes = pattern(6 * 1024 * 1024 + 4321);
+    let source = local.path().join(name);
+    std::fs::write(&source, &bytes).unwrap();
+    client
+        .find(Locator::Id("file"))
+        .await
+        .expect("the file input")
+        .send_keys(source.to_str().unwrap())
+        .await
+        .expect("choose the file");
+    let state = browser
+        .until("the large file is listed", |s| {
+            s.settled() && s.rows.iter().any(|r| r.name == name)
+        })
+        .await;
+    assert_eq!(
+        state.listed(),
+        [("readme.txt", "7 B"), (name, "6.0 MiB")],
+        "listed beside what was there"
+    );
+    let stored = w
+        .graph
+        .file_bytes(&w.drive, &format!("/Jira/PROJ/PROJ-1/{name}"))
+        .expect("the file is in SharePoint");
+    assert_eq!(stored.len(), bytes.len(), "stored whole");
+    assert_eq!(
+        hex::encode(Sha256::digest(&stored)),
+        hex::encode(Sha256::digest(&bytes)),
+        "byte-identical"
+    );
+    assert!(
+        w.graph.fragments_received() >= 1,
+        "sent in an upload session, its size known up front"
+    );
+    assert_eq!(w.graph.upload_sessions(), 0, "the session is finished");
+    browser
+        .assert_clean_console("uploading to SharePoint")
+        .await;
     browser.close().await;
 }

@@ -31,6 +31,7 @@ mod moto_peer;
 mod packaging;
 mod proxy;
 mod proxy_peers;
+mod sharepoint_api;
 mod storage_fs;
 mod storage_nextcloud;
 mod storage_s3;
