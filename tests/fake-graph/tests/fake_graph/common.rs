@@ -34,6 +34,10 @@ pub async fn env() -> Env {
     );
     graph.grant_sites_selected(&app, &site, Access::Write);
     let drive = graph.default_drive(&site);
+    // In a workspace build reqwest is compiled once for every crate, with the root crate's
+    // `rustls-no-provider` feature: a client then needs a process-wide crypto provider even
+    // for plain HTTP. (Alone, `-p fake-graph`, it would not.)
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
