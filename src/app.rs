@@ -96,6 +96,7 @@ impl Application {
             Arc::clone(&cipher),
             egress.clone(),
             settings.security.identity_cache_ttl,
+            &settings.server.public_url,
         ));
         let lifecycle = Lifecycle::new(
             pool.clone(),

@@ -1,6 +1,7 @@
 //! filebridge: every Jira Data Center project and issue gets a folder in the customer's own
 //! storage, reached through Jira permissions.
 
+pub mod accounts;
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -10,6 +10,8 @@ const TABLES: &[&str] = &[
     "reconcile_cursors",
     "issue_folders",
     "project_mappings",
+    "storage_account_states",
+    "storage_accounts",
     "connection_secrets",
     "connections",
     "audit_anchor",

@@ -191,15 +191,63 @@ pub async fn rotate(
         .execute(&mut *tx)
         .await?;
     }
+    let accounts = rotate_accounts(&mut tx, &old_cipher, &new_cipher).await?;
     let mut event = AuditEvent::new(actor, "keys.rotate", Outcome::Success);
     event.details = serde_json::json!({
         "count": rows.len(),
+        "storage_accounts": accounts,
         "already_under_new_key": already_new,
         "old_key_id": old_cipher.key_id,
         "new_key_id": new_cipher.key_id,
     });
     audit::record(&mut tx, &event).await?;
     tx.commit().await?;
+    Ok(rows.len())
+}
+
+/// Users' refresh tokens (delegated connections) go to the new key with the connection
+/// secrets. Sign-ins in progress are dropped instead: they last minutes, and a user whose
+/// sign-in straddles a rotation simply connects again.
+async fn rotate_accounts(
+    tx: &mut sqlx::PgConnection,
+    old: &SecretCipher,
+    new: &SecretCipher,
+) -> Result<usize, SecretsError> {
+    sqlx::query("LOCK TABLE storage_accounts IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM storage_account_states")
+        .execute(&mut *tx)
+        .await?;
+    /// (connection, user key, key id, nonce, ciphertext)
+    type AccountRow = (Uuid, String, String, Vec<u8>, Vec<u8>);
+    let rows: Vec<AccountRow> = sqlx::query_as(
+        "SELECT connection_id, user_key, key_id, nonce, ciphertext FROM storage_accounts
+         ORDER BY connection_id, user_key FOR UPDATE",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for (connection_id, user_key, key_id, nonce, ciphertext) in &rows {
+        let place = crate::accounts::store::token_aad(*connection_id, user_key);
+        let sealed = Sealed {
+            key_id: key_id.clone(),
+            nonce: nonce.clone(),
+            ciphertext: ciphertext.clone(),
+        };
+        let cipher = if *key_id == new.key_id { new } else { old };
+        let resealed = new.seal(&cipher.open(&sealed, &place)?, &place)?;
+        sqlx::query(
+            "UPDATE storage_accounts SET key_id = $3, nonce = $4, ciphertext = $5
+             WHERE connection_id = $1 AND user_key = $2",
+        )
+        .bind(connection_id)
+        .bind(user_key)
+        .bind(&resealed.key_id)
+        .bind(&resealed.nonce)
+        .bind(&resealed.ciphertext)
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(rows.len())
 }
 

@@ -97,6 +97,33 @@ impl FromRequest for JiraCaller {
     }
 }
 
+/// The caller if the request carries credentials, `None` if it carries none at all. For the
+/// one route a browser reaches from another site (the sign-in callback), where the strict
+/// session cookie is withheld; credentials that are present must still be valid.
+pub struct MaybeUser(pub Option<Arc<User>>);
+
+impl FromRequest for MaybeUser {
+    type Error = crate::http::ApiError;
+    type Future = Extraction<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let ctx = req
+                .app_data::<web::Data<AuthContext>>()
+                .ok_or_else(|| AuthError::Internal("authentication is not configured".into()))?;
+            let presented = Presented::from_request(&req, ctx.identity.forward_cookies())?;
+            if presented.bearer.is_none()
+                && presented.sessions.is_empty()
+                && presented.jira_cookies.is_none()
+            {
+                return Ok(MaybeUser(None));
+            }
+            Ok(MaybeUser(Some(authenticate(&req).await?.user)))
+        })
+    }
+}
+
 /// What the authenticating extractors return.
 pub type Extraction<T> = Pin<Box<dyn Future<Output = Result<T, crate::http::ApiError>>>>;
 

@@ -23,17 +23,21 @@ use uuid::Uuid;
 pub use access::{Access, Scope};
 pub use folder::FolderHandle;
 
-use crate::auth::JiraCaller;
+use crate::accounts::{Links, UserTokens};
+use crate::auth::{JiraCaller, User};
 use crate::egress::EgressClient;
 use crate::jira::{JiraClient, JiraError};
 use crate::metrics::CacheName;
 use crate::secrets::SecretCipher;
+use crate::storage::sharepoint::{self, Delegated};
 use crate::storage::{Storage, StorageError, registry};
 use mapping::Mapping;
 
 /// How long a cached connection or mapping may serve when Postgres' announcement of its
 /// change was missed (a listener reconnecting): a bound, not the mechanism.
 const CONFIG_TTL: Duration = Duration::from_secs(60);
+/// A user's delegated storage (with its access token) is dropped after this long unused.
+const USER_STORAGE_IDLE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -79,6 +83,12 @@ pub struct Broker {
     /// Project mappings by Jira project id (`None`: not mapped), so a file request does not
     /// read them from Postgres each time.
     mappings: Cache<String, Option<Arc<Mapping>>>,
+    /// The delegated side of connections by id (`None`: the connection is not delegated).
+    delegated: Cache<Uuid, Option<Arc<Delegated>>>,
+    /// Delegated connections' storages per (connection, Jira user key): each holds that
+    /// user's access token, so an entry lives while the user keeps working.
+    user_storages: Cache<(Uuid, String), Arc<dyn Storage>>,
+    links: Links,
 }
 
 impl Broker {
@@ -88,6 +98,7 @@ impl Broker {
         cipher: Arc<SecretCipher>,
         egress: EgressClient,
         access_ttl: Duration,
+        public_url: &url::Url,
     ) -> Self {
         Self {
             pool,
@@ -108,12 +119,45 @@ impl Broker {
                 .max_capacity(10_000)
                 .time_to_live(CONFIG_TTL)
                 .build(),
+            delegated: Cache::builder()
+                .max_capacity(1_000)
+                .time_to_live(CONFIG_TTL)
+                .build(),
+            // Idle, not live: dropping an entry drops a valid access token, and a removed
+            // account reaches every instance through the connection's change announcement.
+            user_storages: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(USER_STORAGE_IDLE)
+                .support_invalidation_closures()
+                .build(),
+            links: Links::new(public_url),
         }
+    }
+
+    /// The links of users' sign-ins (connect URL, redirect URI).
+    pub fn links(&self) -> &Links {
+        &self.links
     }
 
     /// Forgets an opened storage (after its connection changed or was removed).
     pub async fn forget_connection(&self, id: Uuid) {
         self.storages.invalidate(&id).await;
+        self.delegated.invalidate(&id).await;
+        if self
+            .user_storages
+            .invalidate_entries_if(move |key, _| key.0 == id)
+            .is_err()
+        {
+            // Only if the cache were built without closures; forgetting more is safe.
+            self.user_storages.invalidate_all();
+        }
+    }
+
+    /// Forgets a user's storage on a delegated connection (after their account changed).
+    pub async fn forget_user(&self, id: Uuid, user_key: &str) {
+        self.user_storages
+            .invalidate(&(id, user_key.to_string()))
+            .await;
     }
 
     /// Forgets a project's mapping (after it changed or was removed).
@@ -125,6 +169,8 @@ impl Broker {
     pub fn forget_configuration(&self) {
         self.storages.invalidate_all();
         self.mappings.invalidate_all();
+        self.delegated.invalidate_all();
+        self.user_storages.invalidate_all();
     }
 
     /// Checks that `caller` may do `need` in the folder of `scope`, and opens it.
@@ -170,7 +216,8 @@ impl Broker {
         let connection_id = record
             .as_ref()
             .map_or(mapping.connection_id, |r| r.connection_id);
-        let storage = self.storage(connection_id).await?;
+        // Jira said yes; in delegated mode the storage, as this user, has its own say.
+        let storage = self.storage_for(connection_id, &caller.user).await?;
         FolderHandle::new(
             storage,
             mapping,
@@ -239,6 +286,67 @@ impl Broker {
             })
             .await
             .map_err(|e| BrokerError::Connection((*e).clone()))
+    }
+}
+
+impl Broker {
+    /// The delegated side of a connection (cached); `None` for connections that act as
+    /// themselves.
+    pub async fn delegated(&self, id: Uuid) -> Result<Option<Arc<Delegated>>, BrokerError> {
+        let pool = self.pool.clone();
+        let cipher = Arc::clone(&self.cipher);
+        let egress = self.egress.clone();
+        self.delegated
+            .try_get_with(id, async move {
+                let (kind, settings, secrets) =
+                    crate::connections::load_for_use(&pool, &cipher, id)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                match kind.as_str() {
+                    "sharepoint" => sharepoint::delegated(&settings, &secrets, &egress)
+                        .map_err(|e| e.to_string()),
+                    _ => Ok(None),
+                }
+            })
+            .await
+            .map_err(|e| BrokerError::Connection((*e).clone()))
+    }
+
+    /// The storage a request of `user` uses: the connection's own, or in delegated mode the
+    /// user's (refused with `AccountRequired` until the user has connected an account).
+    async fn storage_for(&self, id: Uuid, user: &User) -> Result<Arc<dyn Storage>, BrokerError> {
+        let Some(app) = self.delegated(id).await? else {
+            return self.storage(id).await;
+        };
+        let key = (id, user.key.clone());
+        if let Some(storage) = self.user_storages.get(&key).await {
+            return Ok(storage);
+        }
+        let connected: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM storage_accounts
+                            WHERE connection_id = $1 AND user_key = $2)",
+        )
+        .bind(id)
+        .bind(&user.key)
+        .fetch_one(&self.pool)
+        .await?;
+        if !connected {
+            return Err(BrokerError::Storage(StorageError::AccountRequired {
+                connect_url: self.links.connect_url(id),
+            }));
+        }
+        let tokens = UserTokens::new(
+            self.pool.clone(),
+            Arc::clone(&self.cipher),
+            Arc::clone(&app),
+            id,
+            user.key.clone(),
+            self.links.connect_url(id),
+        );
+        let storage = app.open(Arc::new(tokens))?;
+        // Two first requests may each build one; the loser's token cache is simply unused.
+        self.user_storages.insert(key, Arc::clone(&storage)).await;
+        Ok(storage)
     }
 }
 

@@ -15,6 +15,7 @@ mod me;
 mod metrics;
 mod pages;
 mod problem;
+mod storage_accounts;
 mod upload;
 
 use actix_web::{HttpRequest, web};
@@ -40,11 +41,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, base_path: &str) {
             .service(resource("/metrics").get(metrics::scrape))
             .configure(pages::routes)
             .configure(hooks::routes)
+            .configure(storage_accounts::callback_routes)
             .service(
                 web::scope("/api/v1")
                     .configure(connections::routes)
                     .configure(jira_admin::routes)
                     .configure(jobs::routes)
+                    .configure(storage_accounts::routes)
                     .service(resource("/me").get(me::me))
                     .service(resource("/session").delete(me::end_session))
                     .service(resource("/admin/egress").get(admin::egress_report))

@@ -72,6 +72,9 @@ struct Problem<'a> {
     code: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
+    /// `storage_account_required`: where the user connects their account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_url: Option<String>,
 }
 
 impl ApiError {
@@ -318,6 +321,8 @@ fn storage_status(error: &StorageError) -> (StatusCode, &'static str, &'static s
         }
         S::Interrupted(_) => (StatusCode::BAD_REQUEST, "Upload interrupted"),
         S::Backend(_) => (StatusCode::BAD_GATEWAY, "Storage error"),
+        // Only the user can fix it, by following `connect_url`: a conflict with their state.
+        S::AccountRequired { .. } => (StatusCode::CONFLICT, "Storage account required"),
     };
     (status, error.code(), title)
 }
@@ -367,6 +372,12 @@ impl ResponseError for ApiError {
             detail,
             code,
             request_id,
+            connect_url: match self {
+                ApiError::Storage(StorageError::AccountRequired { connect_url }) => {
+                    Some(connect_url.clone())
+                }
+                _ => None,
+            },
         };
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");

@@ -26,6 +26,10 @@ pub enum StorageError {
     Interrupted(String),
     #[error("storage error: {0}")]
     Backend(String),
+    /// The connection acts as each user (delegated mode), and this user has not connected
+    /// their account, or Microsoft no longer honours it: only the user can fix it.
+    #[error("connect your storage account first: {connect_url}")]
+    AccountRequired { connect_url: String },
 }
 
 impl StorageError {
@@ -43,6 +47,7 @@ impl StorageError {
             StorageError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             StorageError::Interrupted(_) => "upload_interrupted",
             StorageError::Backend(_) => "backend",
+            StorageError::AccountRequired { .. } => "storage_account_required",
         }
     }
 }

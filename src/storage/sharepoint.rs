@@ -8,13 +8,18 @@
 //! (`/drives/{drive}/items/{root}:/{path}:`), so renaming or moving folders above the root in
 //! SharePoint does not break the connection. Items carry their driveItem id.
 //!
+//! In delegated mode (`mode = "delegated"`) there is no shared storage: each user's storage is
+//! opened with [`Delegated::open`] and that user's tokens, so SharePoint decides what they see.
+//!
 //! - `settings`: the connection's settings and credential;
 //! - `token`: app-only tokens, cached and refreshed once under concurrency;
+//! - `delegated`: the authorization code flow and refresh for users' own tokens;
 //! - `graph`: requests, retries, throttling, Graph's errors;
 //! - `ops`: listing, stat, download, folders, rename/move, delete;
 //! - `upload`: simple uploads and upload sessions;
 //! - `names`: SharePoint's name rules.
 
+mod delegated;
 mod graph;
 mod names;
 mod ops;
@@ -36,11 +41,15 @@ use super::{
     Written,
 };
 use crate::egress::EgressClient;
+pub use delegated::{Delegated, Grant, GrantError};
 use graph::{DriveItem, Graph};
-use settings::{ID, Owner, SEGMENT, Settings};
+use settings::{ID, Mode, Owner, SEGMENT, Settings};
+pub use token::TokenSource;
 
 /// Opens a `sharepoint` storage from a connection's settings and secrets. Contacts nothing:
-/// the site, library and root folder are looked up on first use.
+/// the site, library and root folder are looked up on first use. A delegated connection has
+/// no identity of its own: its shared storage refuses everything (background work cannot act
+/// as a user), and requests go through [`Delegated::open`] instead.
 pub fn open(
     settings: &serde_json::Value,
     secrets: &HashMap<String, SecretString>,
@@ -49,41 +58,57 @@ pub fn open(
     let settings = Settings::parse(settings, secrets, names::RULES)?;
     egress.allow_endpoint(&settings.graph_url);
     egress.allow_endpoint(&settings.login_url);
-    let Settings {
-        tenant: _,
-        client_id,
-        owner,
-        drive,
-        root,
-        graph_url,
-        login_url: _,
-        graph_resource: _,
-        credential,
-        unknown_length_buffer,
-    } = &settings;
-    let tokens = token::AppOnly::new(
-        egress.clone(),
-        settings.token_url()?,
-        client_id.clone(),
-        settings.scope(),
-        clone_credential(credential),
-    );
+    let tokens: Arc<dyn TokenSource> = match settings.mode {
+        Mode::App => Arc::new(token::AppOnly::new(
+            egress.clone(),
+            settings.token_url()?,
+            settings.client_id.clone(),
+            settings.scope(),
+            clone_credential(&settings.credential),
+        )),
+        Mode::Delegated => Arc::new(delegated::NoUser),
+    };
+    build(&settings, tokens, egress)
+}
+
+/// The delegated side of a connection (`None` in app mode): the sign-in flow, refreshes, and
+/// storages opened with a user's tokens.
+pub fn delegated(
+    settings: &serde_json::Value,
+    secrets: &HashMap<String, SecretString>,
+    egress: &EgressClient,
+) -> Result<Option<Arc<Delegated>>, StorageError> {
+    let settings = Settings::parse(settings, secrets, names::RULES)?;
+    if settings.mode != Mode::Delegated {
+        return Ok(None);
+    }
+    egress.allow_endpoint(&settings.graph_url);
+    egress.allow_endpoint(&settings.login_url);
+    Ok(Some(Arc::new(Delegated::new(settings, egress.clone())?)))
+}
+
+/// A storage for `settings` that authenticates with `tokens`.
+fn build(
+    settings: &Settings,
+    tokens: Arc<dyn TokenSource>,
+    egress: &EgressClient,
+) -> Result<Arc<dyn Storage>, StorageError> {
     let graph = Graph {
         egress: egress.clone(),
-        tokens: Arc::new(tokens),
+        tokens,
         base: settings
             .graph("")?
             .as_str()
             .trim_end_matches('/')
             .to_string(),
-        insecure: graph_url.scheme() == "http",
+        insecure: settings.graph_url.scheme() == "http",
     };
     Ok(Arc::new(SharePoint {
         graph,
-        owner: owner.clone(),
-        drive: drive.clone(),
-        root: root.clone(),
-        unknown_length_buffer: *unknown_length_buffer,
+        owner: settings.owner.clone(),
+        drive: settings.drive.clone(),
+        root: settings.root.clone(),
+        unknown_length_buffer: settings.unknown_length_buffer,
         resolved: OnceCell::new(),
     }))
 }

@@ -32,6 +32,7 @@ mod packaging;
 mod proxy;
 mod proxy_peers;
 mod sharepoint_api;
+mod storage_accounts;
 mod storage_fs;
 mod storage_nextcloud;
 mod storage_s3;

@@ -51,6 +51,19 @@ struct Raw {
     assertion_alg: Option<String>,
     #[serde(default)]
     unknown_length_buffer_mib: Option<u64>,
+    /// `app` (default): one app-only identity for everyone; `delegated`: each user's own.
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+/// Whose identity Graph sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The app's own (client credentials): Jira's permissions are the only check.
+    App,
+    /// Each Jira user's own Microsoft account (authorization code with PKCE), so SharePoint
+    /// enforces its own permissions on top of Jira's.
+    Delegated,
 }
 
 /// Whose files: a SharePoint site (by URL or id) or a user's OneDrive.
@@ -91,6 +104,7 @@ pub(super) struct Settings {
     pub graph_resource: Url,
     pub credential: Credential,
     pub unknown_length_buffer: u64,
+    pub mode: Mode,
 }
 
 fn bad(why: impl std::fmt::Display) -> StorageError {
@@ -156,6 +170,11 @@ impl Settings {
                 )));
             }
         };
+        let mode = match raw.mode.as_deref() {
+            None | Some("app") => Mode::App,
+            Some("delegated") => Mode::Delegated,
+            Some(other) => return Err(bad(format!("`mode` {other:?}: use app or delegated"))),
+        };
         let credential = credential(secrets, alg)?;
         let unknown_length_buffer = match raw.unknown_length_buffer_mib {
             None => DEFAULT_UNKNOWN_LENGTH_BUFFER,
@@ -180,6 +199,7 @@ impl Settings {
             graph_resource,
             credential,
             unknown_length_buffer,
+            mode,
         })
     }
 
@@ -200,6 +220,16 @@ impl Settings {
             utf8_percent_encode(&self.tenant, SEGMENT)
         ))
         .map_err(|e| bad(format!("token URL: {e}")))
+    }
+
+    /// The tenant's v2.0 authorize endpoint (delegated mode).
+    pub fn authorize_url(&self) -> Result<Url, StorageError> {
+        Url::parse(&format!(
+            "{}/{}/oauth2/v2.0/authorize",
+            self.login_url.as_str().trim_end_matches('/'),
+            utf8_percent_encode(&self.tenant, SEGMENT)
+        ))
+        .map_err(|e| bad(format!("authorize URL: {e}")))
     }
 
     /// `https://graph.microsoft.com/.default`: every application permission the app has.
@@ -293,112 +323,4 @@ fn credential(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn secret() -> HashMap<String, SecretString> {
-        HashMap::from([("client_secret".to_string(), SecretString::from("s"))])
-    }
-
-    fn parse(settings: serde_json::Value) -> Result<Settings, StorageError> {
-        Settings::parse(&settings, &secret(), NameRules::WINDOWS)
-    }
-
-    #[test]
-    fn sites_by_url_or_id_and_onedrives() {
-        let base = |site: &str| json!({"tenant": "contoso.onmicrosoft.com", "client_id": "c", "site": site});
-        let owner = |v| parse(v).map(|s| s.owner).unwrap();
-        assert_eq!(
-            owner(base("https://contoso.sharepoint.com/sites/Legal/")),
-            Owner::Site("/sites/contoso.sharepoint.com:/sites/Legal".into())
-        );
-        assert_eq!(
-            owner(base("https://contoso.sharepoint.com")),
-            Owner::Site("/sites/contoso.sharepoint.com".into())
-        );
-        assert_eq!(
-            owner(base("contoso.sharepoint.com,1a2b,3c4d")),
-            Owner::Site("/sites/contoso.sharepoint.com,1a2b,3c4d".into())
-        );
-        let user = json!({"tenant": "t", "client_id": "c", "user": "alice@contoso.com"});
-        assert_eq!(
-            owner(user),
-            Owner::User("/users/alice%40contoso.com/drive".into())
-        );
-    }
-
-    #[test]
-    fn defaults_and_endpoints() {
-        let s =
-            parse(json!({"tenant": "t", "client_id": "c", "site": "x", "root": "/Jira/Files/"}))
-                .unwrap();
-        assert_eq!(s.root.to_string(), "Jira/Files");
-        assert_eq!(
-            s.graph("/drives/d").unwrap().as_str(),
-            "https://graph.microsoft.com/v1.0/drives/d"
-        );
-        assert_eq!(
-            s.token_url().unwrap().as_str(),
-            "https://login.microsoftonline.com/t/oauth2/v2.0/token"
-        );
-        assert_eq!(s.scope(), "https://graph.microsoft.com/.default");
-        assert_eq!(s.unknown_length_buffer, 4 * MIB);
-        let us = parse(json!({"tenant": "t", "client_id": "c", "site": "x",
-            "graph_url": "https://graph.microsoft.us/", "login_url": "https://login.microsoftonline.us"}))
-        .unwrap();
-        assert_eq!(us.scope(), "https://graph.microsoft.us/.default");
-        assert!(
-            us.token_url()
-                .unwrap()
-                .as_str()
-                .starts_with("https://login.microsoftonline.us/t/")
-        );
-    }
-
-    #[test]
-    fn mistakes_are_refused() {
-        for bad in [
-            json!({"tenant": "t", "client_id": "c"}),
-            json!({"tenant": "t", "client_id": "c", "site": "x", "user": "u"}),
-            json!({"tenant": "t", "client_id": "c", "user": "u", "drive": "Documents"}),
-            json!({"tenant": "t", "client_id": "c", "site": "http://contoso.sharepoint.com/sites/a"}),
-            json!({"tenant": "t", "client_id": "c", "site": "x", "graph_url": "ftp://g"}),
-            json!({"tenant": "t", "client_id": "c", "site": "x", "root": "a/../b"}),
-            json!({"tenant": "t", "client_id": "c", "site": "x", "root": "a:b"}),
-            json!({"tenant": "t/x", "client_id": "c", "site": "x"}),
-            json!({"tenant": "t", "client_id": "c", "site": "x", "sites": "typo"}),
-            json!({"tenant": "t", "client_id": "c", "site": "x", "assertion_alg": "HS256"}),
-            json!({"tenant": "t", "client_id": "c", "site": "x", "unknown_length_buffer_mib": 1024}),
-        ] {
-            assert!(parse(bad.clone()).is_err(), "{bad} accepted");
-        }
-    }
-
-    #[test]
-    fn exactly_one_credential() {
-        let settings = json!({"tenant": "t", "client_id": "c", "site": "x"});
-        let with = |pairs: &[(&str, &str)]| {
-            let secrets = pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), SecretString::from(v.to_string())))
-                .collect();
-            Settings::parse(&settings, &secrets, NameRules::WINDOWS)
-        };
-        assert!(with(&[]).is_err());
-        assert!(
-            with(&[
-                ("client_secret", "s"),
-                ("certificate", "c"),
-                ("private_key", "k")
-            ])
-            .is_err()
-        );
-        assert!(with(&[("certificate", "c")]).is_err());
-        assert!(with(&[("certificate", "not pem"), ("private_key", "not pem")]).is_err());
-        assert!(matches!(
-            with(&[("client_secret", "s")]).map(|s| s.credential),
-            Ok(Credential::Secret(_))
-        ));
-    }
-}
+mod tests;

@@ -4,8 +4,8 @@
 //! private key, RS256 or PS256, naming the certificate by its thumbprints (`x5t`, `x5t#S256`).
 //!
 //! A token is cached until shortly before it expires and fetched by one caller while the
-//! others wait on the same lock, so a burst of requests costs one token request. A per-user
-//! (delegated) mode can later supply tokens through the same [`TokenSource`] trait.
+//! others wait on the same lock, so a burst of requests costs one token request. Delegated
+//! mode (`delegated.rs`, `crate::accounts`) supplies users' tokens through the same [`TokenSource`].
 
 use std::time::{Duration, Instant};
 
@@ -37,9 +37,9 @@ const ASSERTION_LIFETIME: i64 = 600;
 const ATTEMPTS: u32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where Graph tokens come from: app-only today, a user's delegated grant later.
+/// Where Graph tokens come from: the app's own (app-only), or a user's delegated grant.
 #[async_trait]
-pub(super) trait TokenSource: Send + Sync {
+pub trait TokenSource: Send + Sync {
     /// A token valid for at least a few more minutes.
     async fn token(&self) -> Result<SecretString, StorageError>;
     /// Graph refused `token` (401): forget it, so the next call fetches another.
