@@ -318,35 +318,31 @@ impl Broker {
         let Some(app) = self.delegated(id).await? else {
             return self.storage(id).await;
         };
-        let key = (id, user.key.clone());
-        if let Some(storage) = self.user_storages.get(&key).await {
-            return Ok(storage);
-        }
-        let connected: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM storage_accounts
-                            WHERE connection_id = $1 AND user_key = $2)",
-        )
-        .bind(id)
-        .bind(&user.key)
-        .fetch_one(&self.pool)
-        .await?;
-        if !connected {
-            return Err(BrokerError::Storage(StorageError::AccountRequired {
-                connect_url: self.links.connect_url(id),
-            }));
-        }
-        let tokens = UserTokens::new(
-            self.pool.clone(),
-            Arc::clone(&self.cipher),
-            Arc::clone(&app),
-            id,
-            user.key.clone(),
-            self.links.connect_url(id),
-        );
-        let storage = app.open(Arc::new(tokens))?;
-        // Two first requests may each build one; the loser's token cache is simply unused.
-        self.user_storages.insert(key, Arc::clone(&storage)).await;
-        Ok(storage)
+        let pool = self.pool.clone();
+        let cipher = Arc::clone(&self.cipher);
+        let connect_url = self.links.connect_url(id);
+        let user_key = user.key.clone();
+        // Concurrent first requests of a user share one storage, so one token refresh.
+        self.user_storages
+            .try_get_with((id, user.key.clone()), async move {
+                let connected: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM storage_accounts
+                                    WHERE connection_id = $1 AND user_key = $2)",
+                )
+                .bind(id)
+                .bind(&user_key)
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| StorageError::Unavailable(format!("database: {e}")))?;
+                if !connected {
+                    return Err(StorageError::AccountRequired { connect_url });
+                }
+                let tokens =
+                    UserTokens::new(pool, cipher, Arc::clone(&app), id, user_key, connect_url);
+                app.open(Arc::new(tokens))
+            })
+            .await
+            .map_err(|e| BrokerError::Storage((*e).clone()))
     }
 }
 

@@ -5,6 +5,7 @@
 //! The flows are in `storage_accounts/flows.rs`; this file sets the world up.
 
 mod flows;
+mod instances;
 
 use fake_graph::{Access, FakeGraph};
 use reqwest::StatusCode;
