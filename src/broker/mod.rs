@@ -13,7 +13,7 @@ pub mod records;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -89,6 +89,10 @@ pub struct Broker {
     /// user's access token, so an entry lives while the user keeps working.
     user_storages: Cache<(Uuid, String), Arc<dyn Storage>>,
     links: Links,
+    /// Counts the forgetting of connections and mappings. A load that started before one
+    /// may have read the old row; it must not go into the cache after the change was
+    /// announced, or the old value would serve until the time limit.
+    forgotten: AtomicU64,
 }
 
 impl Broker {
@@ -131,6 +135,7 @@ impl Broker {
                 .support_invalidation_closures()
                 .build(),
             links: Links::new(public_url),
+            forgotten: AtomicU64::new(0),
         }
     }
 
@@ -141,6 +146,7 @@ impl Broker {
 
     /// Forgets an opened storage (after its connection changed or was removed).
     pub async fn forget_connection(&self, id: Uuid) {
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
         self.storages.invalidate(&id).await;
         self.delegated.invalidate(&id).await;
         if self
@@ -162,11 +168,13 @@ impl Broker {
 
     /// Forgets a project's mapping (after it changed or was removed).
     pub async fn forget_mapping(&self, project_id: &str) {
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
         self.mappings.invalidate(project_id).await;
     }
 
     /// Forgets every cached connection and mapping (when changes may have been missed).
     pub fn forget_configuration(&self) {
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
         self.storages.invalidate_all();
         self.mappings.invalidate_all();
         self.delegated.invalidate_all();
@@ -262,12 +270,15 @@ impl Broker {
         }
         // Not `try_get_with`: the database error must reach the caller as itself (it decides
         // 503 or 500), and two concurrent first reads of one small row cost nothing.
+        let before = self.forgotten.load(Ordering::SeqCst);
         let found = mapping::by_project_id(&self.pool, project_id)
             .await?
             .map(Arc::new);
-        self.mappings
-            .insert(project_id.to_string(), found.clone())
-            .await;
+        if self.forgotten.load(Ordering::SeqCst) == before {
+            self.mappings
+                .insert(project_id.to_string(), found.clone())
+                .await;
+        }
         Ok(found)
     }
 
@@ -276,7 +287,9 @@ impl Broker {
         let pool = self.pool.clone();
         let cipher = Arc::clone(&self.cipher);
         let egress = self.egress.clone();
-        self.storages
+        let before = self.forgotten.load(Ordering::SeqCst);
+        let opened = self
+            .storages
             .try_get_with(id, async move {
                 let (kind, settings, secrets) =
                     crate::connections::load_for_use(&pool, &cipher, id)
@@ -285,7 +298,13 @@ impl Broker {
                 registry::open(&kind, &settings, &secrets, &egress).map_err(|e| e.to_string())
             })
             .await
-            .map_err(|e| BrokerError::Connection((*e).clone()))
+            .map_err(|e| BrokerError::Connection((*e).clone()))?;
+        // Opened from a row that may have changed meanwhile: serve this request with it, but
+        // let the next one open the connection afresh.
+        if self.forgotten.load(Ordering::SeqCst) != before {
+            self.storages.invalidate(&id).await;
+        }
+        Ok(opened)
     }
 }
 
