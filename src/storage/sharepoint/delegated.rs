@@ -17,8 +17,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::graph::{retry_after, transport};
-use super::settings::{Credential, Settings};
-use super::token::{TokenSource, assertion};
+use super::settings::Settings;
+use super::token::{TokenSource, post_form, token_form};
 use crate::egress::EgressClient;
 use crate::storage::{Storage, StorageError};
 
@@ -29,7 +29,6 @@ use crate::storage::{Storage, StorageError};
 /// SharePoint lets the user do, so a user never gets more than SharePoint gives them.
 const GRAPH_SCOPES: [&str; 2] = ["Files.ReadWrite.All", "Sites.Read.All"];
 const OIDC_SCOPES: &str = "offline_access openid profile";
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A failed redemption or refresh.
 #[derive(Debug, thiserror::Error)]
@@ -147,58 +146,16 @@ impl Delegated {
     /// Sent once: a refresh token must not be offered twice, since a retry after a lost
     /// answer would present a token Microsoft may already have rotated.
     async fn token_request(&self, pairs: &[(&str, &str)]) -> Result<Grant, GrantError> {
-        let body = self.form(pairs)?;
-        let response = self
-            .egress
-            .request(reqwest::Method::POST, self.token_url.clone())
-            .with(|b| {
-                b.header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
-                .body(body)
-                .timeout(TIMEOUT)
-            })
-            .send()
-            .await
-            .map_err(|refused| StorageError::Backend(refused.to_string()))?
+        let body = token_form(
+            &self.settings.credential,
+            &self.settings.client_id,
+            &self.token_url,
+            pairs,
+        )?;
+        let response = post_form(&self.egress, &self.token_url, body)
+            .await?
             .map_err(|e| transport(e, "token request"))?;
         answer(response).await
-    }
-
-    /// The request's form, with the app's credential (a fresh assertion each time).
-    fn form(&self, pairs: &[(&str, &str)]) -> Result<String, StorageError> {
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("client_id", &self.settings.client_id);
-        for (k, v) in pairs {
-            form.append_pair(k, v);
-        }
-        match &self.settings.credential {
-            Credential::Secret(secret) => {
-                form.append_pair("client_secret", secret.expose_secret());
-            }
-            Credential::Certificate {
-                certificate,
-                key,
-                alg,
-            } => {
-                let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                let signed = assertion(
-                    certificate,
-                    key,
-                    *alg,
-                    self.token_url.as_str(),
-                    &self.settings.client_id,
-                    now,
-                )?;
-                form.append_pair(
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                )
-                .append_pair("client_assertion", &signed);
-            }
-        }
-        Ok(form.finish())
     }
 }
 

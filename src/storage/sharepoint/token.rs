@@ -37,6 +37,69 @@ const ASSERTION_LIFETIME: i64 = 600;
 const ATTEMPTS: u32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A token request's form: `pairs`, the client id and the app's credential (a client secret,
+/// or a fresh client assertion: each carries its own `jti`). App-only and delegated
+/// requests authenticate the app the same way.
+pub(super) fn token_form(
+    credential: &Credential,
+    client_id: &str,
+    token_url: &Url,
+    pairs: &[(&str, &str)],
+) -> Result<String, StorageError> {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("client_id", client_id);
+    for (name, value) in pairs {
+        form.append_pair(name, value);
+    }
+    match credential {
+        Credential::Secret(secret) => {
+            form.append_pair("client_secret", secret.expose_secret());
+        }
+        Credential::Certificate {
+            certificate,
+            key,
+            alg,
+        } => {
+            let signed = assertion(
+                certificate,
+                key,
+                *alg,
+                token_url.as_str(),
+                client_id,
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+            )?;
+            form.append_pair(
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            )
+            .append_pair("client_assertion", &signed);
+        }
+    }
+    Ok(form.finish())
+}
+
+/// POSTs a token request through the egress client. The outer error is a refused
+/// destination; the inner one a transport failure the caller may retry or not.
+pub(super) async fn post_form(
+    egress: &EgressClient,
+    token_url: &Url,
+    body: String,
+) -> Result<Result<reqwest::Response, reqwest::Error>, StorageError> {
+    egress
+        .request(reqwest::Method::POST, token_url.clone())
+        .with(|b| {
+            b.header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .timeout(TIMEOUT)
+        })
+        .send()
+        .await
+        .map_err(|refused| StorageError::Backend(refused.to_string()))
+}
+
 /// Where Graph tokens come from: the app's own (app-only), or a user's delegated grant.
 #[async_trait]
 pub trait TokenSource: Send + Sync {
@@ -105,56 +168,22 @@ impl AppOnly {
 
     /// The form of a client credentials request.
     fn form(&self) -> Result<String, StorageError> {
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("client_id", &self.client_id)
-            .append_pair("scope", &self.scope)
-            .append_pair("grant_type", "client_credentials");
-        match &self.credential {
-            Credential::Secret(secret) => {
-                form.append_pair("client_secret", secret.expose_secret());
-            }
-            Credential::Certificate {
-                certificate,
-                key,
-                alg,
-            } => {
-                let assertion = assertion(
-                    certificate,
-                    key,
-                    *alg,
-                    self.token_url.as_str(),
-                    &self.client_id,
-                    time::OffsetDateTime::now_utc().unix_timestamp(),
-                )?;
-                form.append_pair(
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                )
-                .append_pair("client_assertion", &assertion);
-            }
-        }
-        Ok(form.finish())
+        token_form(
+            &self.credential,
+            &self.client_id,
+            &self.token_url,
+            &[
+                ("scope", self.scope.as_str()),
+                ("grant_type", "client_credentials"),
+            ],
+        )
     }
 
     async fn fetch(&self) -> Result<Cached, StorageError> {
         let mut attempt = 1;
         loop {
             // A new assertion per try: each carries its own `jti`.
-            let body = self.form()?;
-            let sent = self
-                .egress
-                .request(reqwest::Method::POST, self.token_url.clone())
-                .with(|b| {
-                    b.header(
-                        reqwest::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .body(body)
-                    .timeout(TIMEOUT)
-                })
-                .send()
-                .await
-                .map_err(|refused| StorageError::Backend(refused.to_string()))?;
+            let sent = post_form(&self.egress, &self.token_url, self.form()?).await?;
             let wait = Duration::from_secs(attempt.into());
             let response = match sent {
                 Ok(response) => response,
