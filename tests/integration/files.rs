@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, map_to_directory, spawn_app, spawn_app_with};
 
 struct World {
     app: TestApp,
@@ -40,30 +40,7 @@ async fn world_with(tweak: impl FnOnce(&mut crate::helpers::TestConfig)) -> Worl
     jira.restrict_issue("PROJ-2", &["root"]);
 
     let root = tempfile::tempdir().unwrap();
-    let connection: Value = app
-        .client
-        .post(app.url("/api/v1/admin/connections"))
-        .bearer_auth("root-pat")
-        .json(&json!({"name": "local", "kind": "filesystem", "settings": {"root": root.path()}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = connection["id"]
-        .as_str()
-        .expect("connection created")
-        .to_string();
-    let mapping = app
-        .client
-        .put(app.url("/api/v1/admin/projects/PROJ/mapping"))
-        .bearer_auth("root-pat")
-        .json(&json!({"connection_id": id, "root": "Jira/PROJ"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mapping.status(), 201, "mapping created");
+    map_to_directory(&app, "root-pat", "local", root.path(), "PROJ", "Jira/PROJ").await;
     World { app, root }
 }
 

@@ -328,3 +328,40 @@ pub fn cookie_value(set_cookie: &str) -> String {
         .trim_start_matches("filebridge_session=")
         .to_string()
 }
+
+/// As the Jira administrator whose token is `admin_token`: a `filesystem` connection named
+/// `name` on `dir`, and `project` mapped to it under `root`. Returns the connection's id.
+pub async fn map_to_directory(
+    app: &TestApp,
+    admin_token: &str,
+    name: &str,
+    dir: &std::path::Path,
+    project: &str,
+    root: &str,
+) -> String {
+    let connection: serde_json::Value = app
+        .client
+        .post(app.url("/api/v1/admin/connections"))
+        .bearer_auth(admin_token)
+        .json(&serde_json::json!({"name": name, "kind": "filesystem", "settings": {"root": dir}}))
+        .send()
+        .await
+        .expect("create the connection")
+        .json()
+        .await
+        .expect("the connection as JSON");
+    let id = connection["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("connection not created: {connection}"))
+        .to_string();
+    let mapping = app
+        .client
+        .put(app.url(&format!("/api/v1/admin/projects/{project}/mapping")))
+        .bearer_auth(admin_token)
+        .json(&serde_json::json!({"connection_id": id, "root": root}))
+        .send()
+        .await
+        .expect("map the project");
+    assert_eq!(mapping.status(), 201, "mapping created");
+    id
+}

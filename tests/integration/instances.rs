@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use filebridge::app::{Application, Migrations};
 use serde_json::{Value, json};
 
-use crate::helpers::{BASE, TestApp, TestConfig, http_client, spawn_app};
+use crate::helpers::{BASE, TestApp, TestConfig, http_client, map_to_directory, spawn_app};
 
 /// A second instance of `app`: same database, same Jira, same master key.
 struct Peer {
@@ -104,27 +104,8 @@ async fn world() -> World {
             .unwrap();
         }
     }
-    let created: Value = app
-        .client
-        .post(app.url("/api/v1/admin/connections"))
-        .bearer_auth("root-pat")
-        .json(&json!({"name": "nas", "kind": "filesystem", "settings": {"root": first.path()}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let connection = created["id"].as_str().expect("connection").to_string();
-    let mapped = app
-        .client
-        .put(app.url("/api/v1/admin/projects/PROJ/mapping"))
-        .bearer_auth("root-pat")
-        .json(&json!({"connection_id": connection, "root": "Jira/PROJ"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mapped.status(), 201);
+    let connection =
+        map_to_directory(&app, "root-pat", "nas", first.path(), "PROJ", "Jira/PROJ").await;
     World {
         app,
         connection,

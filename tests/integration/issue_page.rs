@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::browser::{Binaries, Browser, LogEntry, jira_cookie};
 use crate::helpers::free_port;
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, map_to_directory, spawn_app_with};
 
 const ALICE_SESSION: &str = "alice-jsessionid-0123456789";
 const BOB_SESSION: &str = "bob-jsessionid-0123456789";
@@ -42,27 +42,7 @@ async fn world() -> (TestApp, tempfile::TempDir) {
     jira.grant_project("bob", "PROJ", "BROWSE_PROJECTS");
 
     let root = tempfile::tempdir().unwrap();
-    let connection: Value = app
-        .client
-        .post(app.url("/api/v1/admin/connections"))
-        .bearer_auth("root-pat")
-        .json(&json!({"name": "local", "kind": "filesystem", "settings": {"root": root.path()}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = connection["id"].as_str().expect("connection created");
-    let mapping = app
-        .client
-        .put(app.url("/api/v1/admin/projects/PROJ/mapping"))
-        .bearer_auth("root-pat")
-        .json(&json!({"connection_id": id, "root": "Jira/PROJ"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mapping.status(), 201, "mapping created");
+    map_to_directory(&app, "root-pat", "local", root.path(), "PROJ", "Jira/PROJ").await;
     (app, root)
 }
 

@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, map_to_directory, spawn_app_with};
 
 /// PROJ-7 mapped to a filesystem connection; alice may read and attach.
 async fn world(
@@ -22,26 +22,7 @@ async fn world(
     }
     jira.grant_global("root", "ADMINISTER");
     let root = tempfile::tempdir().unwrap();
-    let created: Value = app
-        .client
-        .post(app.url("/api/v1/admin/connections"))
-        .bearer_auth("root-pat")
-        .json(&json!({"name": "local", "kind": "filesystem", "settings": {"root": root.path()}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mapped = app
-        .client
-        .put(app.url("/api/v1/admin/projects/SECRETPROJ/mapping"))
-        .bearer_auth("root-pat")
-        .json(&json!({"connection_id": created["id"], "root": "Jira"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mapped.status(), 201);
+    map_to_directory(&app, "root-pat", "local", root.path(), "SECRETPROJ", "Jira").await;
     (app, root)
 }
 
