@@ -4,8 +4,10 @@
 //! files are then reached with that user's token, so SharePoint's per-user rights apply.
 //! The flows are in `storage_accounts/flows.rs`; this file sets the world up.
 
+mod events;
 mod flows;
 mod instances;
+mod sign_in;
 
 use fake_graph::{Access, FakeGraph};
 use reqwest::StatusCode;

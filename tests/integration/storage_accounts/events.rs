@@ -1,0 +1,1 @@
+//! Jira events on delegated connections (being written).

@@ -1,0 +1,1 @@
+//! The sign-in as users meet it (being written).
