@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, TestConfig, spawn_app_with};
 
 const SECRET: &str = "app-secret-value";
 const PUBLIC: &str = "https://jira.example.test/filebridge";
@@ -36,7 +36,12 @@ struct World {
 /// users root (admin), alice and bob may browse and attach; Microsoft users for alice and bob
 /// may write in the whole library.
 async fn world() -> World {
-    let app = spawn_app().await;
+    world_with(|_| {}).await
+}
+
+/// [`world`] with the app's configuration tweaked first (e.g. Jira events on).
+async fn world_with(tweak: impl FnOnce(&mut TestConfig)) -> World {
+    let app = spawn_app_with(tweak).await;
     let jira = &app.jira;
     jira.add_project("PROJ", "Project");
     jira.add_issue("PROJ", "PROJ-1");
