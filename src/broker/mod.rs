@@ -331,6 +331,12 @@ impl Broker {
             .map_err(|e| BrokerError::Connection((*e).clone()))
     }
 
+    /// Whether a connection works only as each user, with their own account (delegated
+    /// mode): background work (Jira events) cannot act in its storage, having no user.
+    pub async fn needs_user(&self, id: Uuid) -> Result<bool, BrokerError> {
+        Ok(self.delegated(id).await?.is_some())
+    }
+
     /// The storage a request of `user` uses: the connection's own, or in delegated mode the
     /// user's (refused with `AccountRequired` until the user has connected an account).
     async fn storage_for(&self, id: Uuid, user: &User) -> Result<Arc<dyn Storage>, BrokerError> {

@@ -62,6 +62,10 @@ async fn adopt(
     let Some(mapping) = mapping::by_project_id(&mut *tx, &previous.project_id).await? else {
         return Ok(None);
     };
+    if lc.broker.needs_user(mapping.connection_id).await? {
+        // Nobody to look with: such a folder stays where it is, as does any in that storage.
+        return Ok(None);
+    }
     let storage = lc.broker.storage(mapping.connection_id).await?;
     let before = IssueRef {
         id: issue.id.clone(),
@@ -134,12 +138,13 @@ async fn follow(
         updated_at: time::OffsetDateTime::now_utc(),
     };
     let Some(record) = record else {
-        if !mapping.auto_create {
+        // In a storage that works only as each user, the folder is made by the first upload.
+        if !mapping.auto_create || lc.broker.needs_user(mapping.connection_id).await? {
             return Ok(None);
         }
         storage.create_folder(&desired).await?;
         records::put(tx, &wanted).await?;
-        audit_folder(tx, "issue_folder.create", issue, None, &wanted).await?;
+        audit_folder(tx, "issue_folder.create", issue, None, &wanted, None).await?;
         return Ok(Some(wanted));
     };
     if record.connection_id == wanted.connection_id && record.path == wanted.path {
@@ -147,6 +152,11 @@ async fn follow(
             records::put(tx, &wanted).await?;
         }
         return Ok(Some(wanted));
+    }
+    if lc.broker.needs_user(record.connection_id).await?
+        || lc.broker.needs_user(wanted.connection_id).await?
+    {
+        return keep(tx, issue, record, &wanted).await.map(Some);
     }
     if record.connection_id == wanted.connection_id {
         let from = StoragePath::parse(&record.path, rules)?;
@@ -157,8 +167,45 @@ async fn follow(
         transfer::move_across(source.as_ref(), &from, storage.as_ref(), &desired).await?;
     }
     records::put(tx, &wanted).await?;
-    audit_folder(tx, "issue_folder.move", issue, Some(&record), &wanted).await?;
+    audit_folder(tx, "issue_folder.move", issue, Some(&record), &wanted, None).await?;
     Ok(Some(wanted))
+}
+
+/// Why a folder in a delegated connection stays put (in the audit trail, for the admin who
+/// wonders why a folder still has the issue's old key).
+const NO_USER: &str = "the storage works only as each user, with their own account, so \
+                       filebridge cannot move folders in it without one";
+
+/// A folder that should move but lives in, or should go to, a storage that works only as
+/// each user: it stays where it is, recorded under the issue's current key and project, so
+/// the issue keeps its files. Audited once, when the key or project it is kept under changes.
+async fn keep(
+    tx: &mut PgConnection,
+    issue: &IssueRef,
+    record: IssueFolder,
+    wanted: &IssueFolder,
+) -> Result<IssueFolder, EventError> {
+    let kept = IssueFolder {
+        issue_key: issue.key.clone(),
+        project_id: issue.project_id.clone(),
+        updated_at: time::OffsetDateTime::now_utc(),
+        ..record.clone()
+    };
+    if kept.issue_key == record.issue_key && kept.project_id == record.project_id {
+        return Ok(record);
+    }
+    records::put(tx, &kept).await?;
+    let note = format!("not moved to {}: {NO_USER}", wanted.path);
+    audit_folder(
+        tx,
+        "issue_folder.keep",
+        issue,
+        Some(&record),
+        &kept,
+        Some(&note),
+    )
+    .await?;
+    Ok(kept)
 }
 
 /// Renames a folder inside one storage. Safe to repeat: a folder already moved (the job
@@ -208,7 +255,8 @@ async fn archive(
         state: FolderState::Archived,
         ..record.clone()
     };
-    if lc.settings.archive_deleted {
+    let needs_user = lc.broker.needs_user(record.connection_id).await?;
+    if lc.settings.archive_deleted && !needs_user {
         let storage = lc.broker.storage(record.connection_id).await?;
         let rules = storage.name_rules();
         let from = StoragePath::parse(&record.path, rules)?;
@@ -227,7 +275,17 @@ async fn archive(
         project_id: record.project_id.clone(),
         project_key: String::new(),
     };
-    audit_folder(tx, "issue_folder.archive", &issue, Some(&record), &archived).await
+    let note =
+        (lc.settings.archive_deleted && needs_user).then(|| format!("left in place: {NO_USER}"));
+    audit_folder(
+        tx,
+        "issue_folder.archive",
+        &issue,
+        Some(&record),
+        &archived,
+        note.as_deref(),
+    )
+    .await
 }
 
 /// `<root>/_archived/<folder name>`, or `<folder name> (<issue id>)` when an archived folder
@@ -261,6 +319,7 @@ async fn audit_folder(
     issue: &IssueRef,
     before: Option<&IssueFolder>,
     after: &IssueFolder,
+    note: Option<&str>,
 ) -> Result<(), EventError> {
     let mut event = AuditEvent::new(actor(), action, Outcome::Success);
     event.target = Some(format!("issue:{}", issue.key));
@@ -270,6 +329,9 @@ async fn audit_folder(
         "connection_id": after.connection_id,
         "from": before.map(|b| serde_json::json!({"path": b.path, "connection_id": b.connection_id, "issue_key": b.issue_key})),
     });
+    if let Some(note) = note {
+        event.details["note"] = note.into();
+    }
     audit::record(tx, &event).await?;
     Ok(())
 }

@@ -15,21 +15,27 @@ pub(super) async fn upsert(
     issue: &IssueRef,
     record: &IssueFolder,
 ) -> Result<(), EventError> {
-    let storage = lc.broker.storage(record.connection_id).await?;
-    let folder = StoragePath::parse(&record.path, storage.name_rules())?;
-    let items = match storage.list(&folder).await {
-        Ok(items) => items,
-        Err(StorageError::NotFound) => Vec::new(),
-        Err(e) => return Err(e.into()),
+    // Counting needs a look into the folder; a storage that works only as each user shows
+    // each one something else, so the link says nothing of its contents.
+    let summary = if lc.broker.needs_user(record.connection_id).await? {
+        None
+    } else {
+        let storage = lc.broker.storage(record.connection_id).await?;
+        let folder = StoragePath::parse(&record.path, storage.name_rules())?;
+        let items = match storage.list(&folder).await {
+            Ok(items) => items,
+            Err(StorageError::NotFound) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let files = items.iter().filter(|i| i.kind == ItemKind::File).count();
+        Some(summary(files, items.len() - files))
     };
-    let files = items.iter().filter(|i| i.kind == ItemKind::File).count();
-    let folders = items.len() - files;
     let base = lc.public_url.as_str().trim_end_matches('/');
     let link = RemoteLink {
         global_id: global_id(&issue.id),
         url: format!("{base}/issues/{}", issue.key),
         title: "Files".into(),
-        summary: Some(summary(files, folders)),
+        summary,
         icon_url: Some(format!("{base}/static/files-16.png")),
     };
     match lc

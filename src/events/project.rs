@@ -30,7 +30,14 @@ pub(super) async fn project_changed(lc: &Lifecycle, project_id: &str) -> Result<
     let storage = lc.broker.storage(current.connection_id).await?;
     let rules = storage.name_rules();
     let old_root = current.root(rules)?;
-    let new_root = renamed_root(&current.root, &current.project_key, &project.key);
+    // A storage that works only as each user cannot be changed without one: the root keeps
+    // its name there (the mapping still follows the key).
+    let kept_root = lc.broker.needs_user(current.connection_id).await?;
+    let new_root = if kept_root {
+        current.root.clone()
+    } else {
+        renamed_root(&current.root, &current.project_key, &project.key)
+    };
     if new_root != current.root {
         let to = StoragePath::parse(&new_root, rules)?;
         move_within(storage.as_ref(), &old_root, &to).await?;
@@ -54,6 +61,11 @@ pub(super) async fn project_changed(lc: &Lifecycle, project_id: &str) -> Result<
         "previous_key": current.project_key,
         "previous_root": current.root,
     });
+    if kept_root {
+        event.details["note"] = "root not renamed: the storage works only as each user, with \
+                                 their own account, so filebridge cannot rename it without one"
+            .into();
+    }
     audit::record(&mut tx, &event).await?;
     // The issues' keys changed too; each one's folder follows in its own job.
     for record in records::active_in_project(&mut *tx, &project.id).await? {
