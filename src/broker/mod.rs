@@ -332,8 +332,18 @@ impl Broker {
     }
 
     /// Whether a connection works only as each user, with their own account (delegated
-    /// mode): background work (Jira events) cannot act in its storage, having no user.
+    /// mode without `background = "app"`): background work (Jira events) cannot act in its
+    /// storage, having no user.
     pub async fn needs_user(&self, id: Uuid) -> Result<bool, BrokerError> {
+        Ok(self
+            .delegated(id)
+            .await?
+            .is_some_and(|d| !d.app_in_background()))
+    }
+
+    /// Whether each user sees the connection's files with their own account, so what the
+    /// app sees is not what any one user sees.
+    pub async fn is_delegated(&self, id: Uuid) -> Result<bool, BrokerError> {
         Ok(self.delegated(id).await?.is_some())
     }
 

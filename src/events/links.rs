@@ -15,9 +15,9 @@ pub(super) async fn upsert(
     issue: &IssueRef,
     record: &IssueFolder,
 ) -> Result<(), EventError> {
-    // Counting needs a look into the folder; a storage that works only as each user shows
-    // each one something else, so the link says nothing of its contents.
-    let summary = if lc.broker.needs_user(record.connection_id).await? {
+    // On a delegated connection each user sees other files in the folder (and the app may
+    // see none): the link says nothing of its contents.
+    let summary = if lc.broker.is_delegated(record.connection_id).await? {
         None
     } else {
         let storage = lc.broker.storage(record.connection_id).await?;

@@ -47,9 +47,9 @@ use settings::{ID, Mode, Owner, SEGMENT, Settings};
 pub use token::TokenSource;
 
 /// Opens a `sharepoint` storage from a connection's settings and secrets. Contacts nothing:
-/// the site, library and root folder are looked up on first use. A delegated connection has
-/// no identity of its own: its shared storage refuses everything (background work cannot act
-/// as a user), and requests go through [`Delegated::open`] instead.
+/// the site, library and root folder are looked up on first use. Users' requests on a
+/// delegated connection go through [`Delegated::open`] instead; its shared storage serves
+/// background work, as the app with `background = "app"`, else it refuses everything.
 pub fn open(
     settings: &serde_json::Value,
     secrets: &HashMap<String, SecretString>,
@@ -58,15 +58,16 @@ pub fn open(
     let settings = Settings::parse(settings, secrets, names::RULES)?;
     egress.allow_endpoint(&settings.graph_url);
     egress.allow_endpoint(&settings.login_url);
-    let tokens: Arc<dyn TokenSource> = match settings.mode {
-        Mode::App => Arc::new(token::AppOnly::new(
+    let tokens: Arc<dyn TokenSource> = if settings.app_in_background {
+        Arc::new(token::AppOnly::new(
             egress.clone(),
             settings.token_url()?,
             settings.client_id.clone(),
             settings.scope(),
             clone_credential(&settings.credential),
-        )),
-        Mode::Delegated => Arc::new(delegated::NoUser),
+        ))
+    } else {
+        Arc::new(delegated::NoUser)
     };
     build(&settings, tokens, egress)
 }

@@ -79,6 +79,11 @@ pub struct Delegated {
 }
 
 impl Delegated {
+    /// Whether background work acts as the app (`background = "app"`).
+    pub fn app_in_background(&self) -> bool {
+        self.settings.app_in_background
+    }
+
     pub(super) fn new(settings: Settings, egress: EgressClient) -> Result<Self, StorageError> {
         let resource = settings.graph_resource.as_str().trim_end_matches('/');
         let graph: Vec<String> = GRAPH_SCOPES
@@ -222,7 +227,8 @@ impl TokenSource for NoUser {
     async fn token(&self) -> Result<SecretString, StorageError> {
         Err(StorageError::Backend(
             "sharepoint: this connection works with each user's own Microsoft account \
-             (mode = delegated), so nothing can be done without a user"
+             (mode = delegated) and not as the app (background = none), so nothing can be \
+             done without a user"
                 .into(),
         ))
     }

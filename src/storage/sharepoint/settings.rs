@@ -54,6 +54,10 @@ struct Raw {
     /// `app` (default): one app-only identity for everyone; `delegated`: each user's own.
     #[serde(default)]
     mode: Option<String>,
+    /// Delegated mode only: `none` (default) or `app`, the app's own identity for background
+    /// work (folders following their issues).
+    #[serde(default)]
+    background: Option<String>,
 }
 
 /// Whose identity Graph sees.
@@ -105,6 +109,9 @@ pub(super) struct Settings {
     pub credential: Credential,
     pub unknown_length_buffer: u64,
     pub mode: Mode,
+    /// Background work (no user) acts as the app: always in app mode; in delegated mode only
+    /// when `background = "app"`, else it cannot act at all.
+    pub app_in_background: bool,
 }
 
 fn bad(why: impl std::fmt::Display) -> StorageError {
@@ -175,6 +182,19 @@ impl Settings {
             Some("delegated") => Mode::Delegated,
             Some(other) => return Err(bad(format!("`mode` {other:?}: use app or delegated"))),
         };
+        let app_in_background = match (mode, raw.background.as_deref()) {
+            (Mode::App, None | Some("app")) => true,
+            (Mode::App, Some(_)) => {
+                return Err(bad(
+                    "`background` goes with mode = delegated (in app mode the app does everything)",
+                ));
+            }
+            (Mode::Delegated, None | Some("none")) => false,
+            (Mode::Delegated, Some("app")) => true,
+            (Mode::Delegated, Some(other)) => {
+                return Err(bad(format!("`background` {other:?}: use none or app")));
+            }
+        };
         let credential = credential(secrets, alg)?;
         let unknown_length_buffer = match raw.unknown_length_buffer_mib {
             None => DEFAULT_UNKNOWN_LENGTH_BUFFER,
@@ -200,6 +220,7 @@ impl Settings {
             credential,
             unknown_length_buffer,
             mode,
+            app_in_background,
         })
     }
 

@@ -215,3 +215,71 @@ async fn a_project_key_change_keeps_the_root_and_the_files() {
         "{audit:?}"
     );
 }
+
+#[tokio::test]
+async fn with_background_as_the_app_folders_follow_their_issues() {
+    let world = world().await;
+    // The app itself may write in the site (Sites.Selected), and the connection says so.
+    world
+        .graph
+        .grant_sites_selected(&world.client, &world.site, fake_graph::Access::Write);
+    let path = format!("/api/v1/admin/connections/{}", world.id);
+    let mut connection: Value = world
+        .app
+        .get_as(&path, "root-pat")
+        .await
+        .json()
+        .await
+        .unwrap();
+    connection["settings"]["background"] = "app".into();
+    let replaced = world
+        .app
+        .client
+        .put(world.app.url(&path))
+        .bearer_auth("root-pat")
+        .json(
+            &serde_json::json!({"name": connection["name"], "kind": "sharepoint",
+                                  "settings": connection["settings"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        replaced.status(),
+        StatusCode::OK,
+        "{:?}",
+        replaced.text().await
+    );
+
+    world.app.jira.rename_issue("PROJ-1", "PROJ-7").await;
+    world.app.jira.create_issue("PROJ", "PROJ-2").await;
+    world.jobs_done().await;
+    assert_eq!(
+        world.file("/Jira/PROJ/PROJ-7/report.txt").as_deref(),
+        Some(&b"hello"[..])
+    );
+    assert_eq!(world.graph.item_id(&world.drive, "/Jira/PROJ/PROJ-1"), None);
+    assert!(
+        world
+            .graph
+            .item_id(&world.drive, "/Jira/PROJ/PROJ-2")
+            .is_some()
+    );
+    assert_eq!(world.names_in("PROJ-7").await, ["report.txt"]);
+    let actions: Vec<String> = world
+        .folder_audit()
+        .await
+        .into_iter()
+        .map(|a| a.0)
+        .collect();
+    actions.iter().for_each(|a| {
+        assert!(
+            a == "issue_folder.move" || a == "issue_folder.create",
+            "{a}"
+        )
+    });
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    // What the app sees is not what users see: still no count on the link.
+    let links = world.app.jira.remote_links("PROJ-7");
+    assert!(links[0]["object"].get("summary").is_none(), "{links:?}");
+}

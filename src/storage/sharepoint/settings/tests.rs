@@ -124,3 +124,20 @@ fn the_mode_is_app_unless_delegated_is_asked_for() {
     unknown["mode"] = json!("user");
     assert!(parse(unknown).is_err());
 }
+
+#[test]
+fn background_work_acts_as_the_app_unless_a_delegated_connection_says_otherwise() {
+    let app = json!({"tenant": "t", "client_id": "c", "site": "x"});
+    assert!(parse(app.clone()).unwrap().app_in_background);
+    let mut app_none = app.clone();
+    app_none["background"] = json!("none");
+    assert!(parse(app_none).is_err(), "an app connection always acts as itself");
+    let mut delegated = app;
+    delegated["mode"] = json!("delegated");
+    assert!(!parse(delegated.clone()).unwrap().app_in_background);
+    for (value, expected) in [("none", Some(false)), ("app", Some(true)), ("user", None)] {
+        let mut settings = delegated.clone();
+        settings["background"] = json!(value);
+        assert_eq!(parse(settings).ok().map(|s| s.app_in_background), expected);
+    }
+}
