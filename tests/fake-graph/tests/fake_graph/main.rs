@@ -5,6 +5,7 @@ mod authcode;
 mod common;
 mod credentials;
 mod items;
+mod schema;
 mod shapes;
 mod throttle;
 mod tree;
