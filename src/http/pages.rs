@@ -56,3 +56,50 @@ async fn asset(content_type: &'static str, body: &'static [u8]) -> HttpResponse 
         ))
         .body(body)
 }
+
+/// For pages that run nothing and load nothing, and are never framed (the sign-in's).
+pub const STATIC_POLICY: &str =
+    "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The sign-in callback's page when the account was not connected: Microsoft's `reason`
+/// (it comes from the address, so it is escaped), or else a state that is not valid; and
+/// `again`, the address that starts the sign-in anew, when the sign-in is known.
+pub fn not_connected(reason: Option<&str>, again: Option<&str>) -> String {
+    let why = match reason {
+        Some(reason) => format!(
+            "<p>Microsoft's reason:</p><pre>{}</pre>",
+            escape(reason.trim())
+        ),
+        None => "<p>This sign-in is not valid any more: it expired, was already used, or was \
+                 started in another browser or by another user.</p>"
+            .to_string(),
+    };
+    let next = match again {
+        Some(url) => format!(
+            "<p><a href=\"{}\">Try again</a>, or close this tab.</p>",
+            escape(url)
+        ),
+        None => "<p>Go back to the issue's files and connect your account from there.</p>".into(),
+    };
+    format!(
+        "<!DOCTYPE html><meta charset=\"utf-8\"><title>Account not connected</title>\
+         <h1>Your Microsoft account was not connected</h1>\
+         <p>The sign-in did not complete, so filebridge cannot reach the files as you yet.</p>\
+         {why}{next}"
+    )
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

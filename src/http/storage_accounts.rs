@@ -9,17 +9,20 @@
 //! The sign-in's `state` is single use and names the user; it is also set in a cookie scoped
 //! to the callback (`SameSite=Lax`, so it survives the redirect from Microsoft where the
 //! strict session cookie does not): a callback whose state is not this browser's, or names
-//! another user than the one whose credentials come with it, is refused.
+//! another user than the one whose credentials come with it, is refused. A browser (asking
+//! for HTML) gets such a refusal, or Microsoft's, as a short page instead of JSON.
 
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use actix_web::http::header::{
+    Accept, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
+};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{ApiError, RequestContext, resource};
+use super::{ApiError, RequestContext, pages, resource};
 use crate::accounts::{self, AccountError, CALLBACK_PATH, store};
 use crate::audit::{self, Actor, AuditEvent, Outcome};
 use crate::auth::{AdminUser, CurrentUser, MaybeUser, User};
@@ -159,7 +162,11 @@ struct CallbackQuery {
     error_description: Option<String>,
 }
 
-/// `GET /oauth/microsoft/callback?code=…&state=…` (or `?error=…`)
+/// `GET /oauth/microsoft/callback?code=…&state=…` (or `?error=…&error_description=…`).
+///
+/// A person's browser lands here, so the refusals they can act on (a sign-in Microsoft did not
+/// complete, a state that is not valid) are a short page for a client that asks for HTML
+/// first (a browser's navigation), 400 as the problem document is for everyone else.
 async fn callback(
     MaybeUser(caller): MaybeUser,
     req: HttpRequest,
@@ -168,24 +175,76 @@ async fn callback(
     cipher: web::Data<SecretCipher>,
     broker: web::Data<Broker>,
 ) -> Result<HttpResponse, ApiError> {
+    let pending = match take_state(&req, &query, &pool, &cipher).await {
+        Ok(pending) => pending,
+        Err(AccountError::BadState) if wants_html(&req) => {
+            return Ok(not_connected(&req, &AccountError::BadState, None));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Trying again starts a new sign-in for the same connection, going back to the same place.
+    let mut again = broker.links().connect_url(pending.connection_id);
+    if let Some(path) = &pending.return_to {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("return_to", path)
+            .finish();
+        again = format!("{again}?{query}");
+    }
+    match connect_back(
+        caller.as_deref(),
+        &req,
+        &query,
+        &pool,
+        &cipher,
+        &broker,
+        pending,
+    )
+    .await
+    {
+        Ok(response) => Ok(response),
+        Err(e @ (AccountError::BadState | AccountError::SignInFailed(_))) if wants_html(&req) => {
+            Ok(not_connected(&req, &e, Some(&again)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The sign-in this browser started, taken (deleted) on its own, so that whatever follows,
+/// its state cannot be used again.
+async fn take_state(
+    req: &HttpRequest,
+    query: &CallbackQuery,
+    pool: &PgPool,
+    cipher: &SecretCipher,
+) -> Result<store::PendingSignIn, AccountError> {
     let state = query.state.as_deref().ok_or(AccountError::BadState)?;
     let cookie = req.cookie(STATE_COOKIE);
     // This browser started this sign-in: the cookie set by `/connect` holds the same state.
     if cookie.as_ref().map(|c| c.value()) != Some(state) {
-        return Err(AccountError::BadState.into());
+        return Err(AccountError::BadState);
     }
-    // Taken (deleted) on its own, so whatever follows, the state cannot be used again.
     let mut conn = pool.acquire().await?;
-    let pending = store::take_state(&mut conn, &cipher, state)
+    store::take_state(&mut conn, cipher, state)
         .await?
-        .ok_or(AccountError::BadState)?;
-    drop(conn);
-    if caller.as_ref().is_some_and(|c| c.key != pending.user_key) {
-        return Err(AccountError::BadState.into());
+        .ok_or(AccountError::BadState)
+}
+
+/// Redeems the code of a taken sign-in for its user and stores the account.
+async fn connect_back(
+    caller: Option<&User>,
+    req: &HttpRequest,
+    query: &CallbackQuery,
+    pool: &PgPool,
+    cipher: &SecretCipher,
+    broker: &Broker,
+    pending: store::PendingSignIn,
+) -> Result<HttpResponse, AccountError> {
+    if caller.is_some_and(|c| c.key != pending.user_key) {
+        return Err(AccountError::BadState);
     }
     if let Some(error) = &query.error {
         let why = query.error_description.as_deref().unwrap_or("");
-        return Err(AccountError::SignInFailed(format!("{error}: {why}")).into());
+        return Err(AccountError::SignInFailed(format!("{error}: {why}")));
     }
     let code = query.code.as_deref().ok_or(AccountError::BadState)?;
     let app = broker
@@ -194,17 +253,15 @@ async fn callback(
         .map_err(|_| AccountError::NotDelegated)?
         .ok_or(AccountError::NotDelegated)?;
     let mut tx = pool.begin().await?;
-    let connected = accounts::finish(&mut tx, &cipher, &app, broker.links(), pending, code).await?;
+    let connected = accounts::finish(&mut tx, cipher, &app, broker.links(), pending, code).await?;
     let user = User {
         key: connected.user_key.clone(),
-        name: caller
-            .as_ref()
-            .map_or_else(|| connected.user_key.clone(), |c| c.name.clone()),
+        name: caller.map_or_else(|| connected.user_key.clone(), |c| c.name.clone()),
         display_name: String::new(),
         is_admin: false,
     };
     let mut record = event(
-        &req,
+        req,
         &user,
         "storage_account.connect",
         connected.connection_id,
@@ -216,10 +273,6 @@ async fn callback(
     broker
         .forget_user(connected.connection_id, &connected.user_key)
         .await;
-    let mut removal = Cookie::build(STATE_COOKIE, "")
-        .path(req.path().to_string())
-        .finish();
-    removal.make_removal();
     let mut response = match broker.links().return_url(connected.return_to.as_deref()) {
         Some(url) => {
             let mut r = HttpResponse::SeeOther();
@@ -233,9 +286,39 @@ async fn callback(
         }
     };
     Ok(response
-        .cookie(removal)
+        .cookie(state_cookie_removal(req))
         .insert_header((CACHE_CONTROL, "no-store"))
         .body(CONNECTED_PAGE))
+}
+
+/// The state cookie is of no more use once its sign-in came back.
+fn state_cookie_removal(req: &HttpRequest) -> Cookie<'static> {
+    let mut removal = Cookie::build(STATE_COOKIE, "")
+        .path(req.path().to_string())
+        .finish();
+    removal.make_removal();
+    removal
+}
+
+/// A browser's navigation asks for HTML before anything else; API clients ask for JSON, for
+/// anything (`*/*`), or say nothing.
+fn wants_html(req: &HttpRequest) -> bool {
+    req.get_header::<Accept>()
+        .is_some_and(|accept| accept.preference().essence_str() == "text/html")
+}
+
+/// 400, as a page (see [`pages::not_connected`]); the state cookie goes with its sign-in.
+fn not_connected(req: &HttpRequest, error: &AccountError, again: Option<&str>) -> HttpResponse {
+    let reason = match error {
+        AccountError::SignInFailed(reason) => Some(reason.as_str()),
+        _ => None,
+    };
+    HttpResponse::BadRequest()
+        .insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .insert_header((CONTENT_SECURITY_POLICY, pages::STATIC_POLICY))
+        .cookie(state_cookie_removal(req))
+        .body(pages::not_connected(reason, again))
 }
 
 const CONNECTED_PAGE: &str = "<!DOCTYPE html><meta charset=\"utf-8\"><title>Account connected</title>\
