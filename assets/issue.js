@@ -6,6 +6,9 @@
 const key = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
 const api = `../api/v1/issues/${encodeURIComponent(key)}/files`;
 const $ = (id) => document.getElementById(id);
+// Inside Jira's "Files" panel (jira.js frames this page), where Microsoft's sign-in cannot be
+// shown: it refuses to be framed.
+const framed = window.top !== window.self;
 
 // Each load() takes a number; an answer that arrives after a newer load() started (the user
 // clicked on before the listing came back) is dropped instead of overwriting the newer one.
@@ -27,7 +30,9 @@ function status(text, error) {
   $("status").hidden = !text;
 }
 
-// The API's problem document as one line: "Not found: no such resource (404)".
+// The API's problem document as one line: "Not found: no such resource (404)"; and when the
+// user must first connect their own storage account (a SharePoint connection that works as
+// each user), where to do that, as `connect`.
 async function problem(response) {
   let body = null;
   try {
@@ -37,7 +42,17 @@ async function problem(response) {
   }
   const title = (body && body.title) || response.statusText || "Error";
   const detail = body && body.detail;
-  return `${detail ? `${title}: ${detail}` : title} (${response.status})`;
+  const text = `${detail ? `${title}: ${detail}` : title} (${response.status})`;
+  let connect = null;
+  if (response.status === 409 && body && body.code === "storage_account_required") {
+    try {
+      connect = new URL(body.connect_url, location.href);
+    } catch {
+      // no usable address: the line above is all there is to show
+    }
+    if (connect && !/^https?:$/.test(connect.protocol)) connect = null;
+  }
+  return { text, connect };
 }
 
 function failure(error) {
@@ -98,20 +113,62 @@ function showNothing(message) {
   status(message, true);
 }
 
+// This page as a path below filebridge's base, the only kind of address the sign-in goes
+// back to: "/issues/PROJ-1#path=a%2Fb". The callback takes printable ASCII without "\" or "@"
+// up to 512 characters, which encodeURIComponent keeps to; a folder too long for that is
+// left out rather than the way back.
+function returnTo() {
+  const page = `/issues/${encodeURIComponent(key)}`;
+  const path = folder();
+  const inFolder = `${page}#path=${encodeURIComponent(path)}`;
+  return path && inFolder.length <= 512 ? inFolder : page;
+}
+
+// The way forward instead of an error: a link to connect the account. On its own the page
+// is left for Microsoft's sign-in, which comes back here (return_to). Framed, the sign-in
+// opens in a tab of its own (ending on "connected, you can close this tab") and the page
+// looks again when the user comes back to it (see comeBack).
+function askToConnect(url) {
+  $("items").hidden = true;
+  $("upload").hidden = true;
+  status("");
+  const link = $("connect-link");
+  if (framed) {
+    link.target = "_blank";
+    link.rel = "noopener";
+  } else {
+    url.searchParams.set("return_to", returnTo());
+  }
+  link.href = url.href;
+  $("connect-tab").hidden = !framed;
+  $("connect").hidden = false;
+}
+
+// Set once the connect link was followed. Where the page stays (framed, or the user opened
+// the link in a new tab), each return to it while it still asks loads the listing again, so
+// the files appear without a reload once the account is connected.
+let connecting = false;
+function comeBack() {
+  if (connecting && !$("connect").hidden && document.visibilityState === "visible") load();
+}
+
 async function load() {
   const mine = ++generation;
   const path = folder();
   $("issue").textContent = key;
   document.title = `Files of ${key}`;
   crumbs(path);
+  $("connect").hidden = true;
   status("Loading…");
   let response, items;
   try {
     response = await fetch(`${api}?path=${encodeURIComponent(path)}`, { credentials: "same-origin" });
     if (mine !== generation) return;
     if (!response.ok) {
-      const message = await problem(response);
-      if (mine === generation) showNothing(message);
+      const refused = await problem(response);
+      if (mine !== generation) return;
+      if (refused.connect) askToConnect(refused.connect);
+      else showNothing(refused.text);
       return;
     }
     ({ items } = await response.json());
@@ -133,6 +190,7 @@ async function upload(input) {
   const path = folder();
   input.disabled = true;
   let error = "";
+  let connect = null;
   for (const file of files) {
     status(`Uploading ${file.name}…`);
     const target = path ? `${path}/${file.name}` : file.name;
@@ -143,7 +201,11 @@ async function upload(input) {
         headers: { "X-Requested-With": "filebridge" },
         body: file,
       });
-      if (!response.ok) error = `${file.name}: ${await problem(response)}`;
+      if (!response.ok) {
+        const refused = await problem(response);
+        error = `${file.name}: ${refused.text}`;
+        connect = refused.connect;
+      }
     } catch (e) {
       error = `${file.name}: ${failure(e)}`;
     }
@@ -152,13 +214,19 @@ async function upload(input) {
   // Choosing the same file again must fire another change.
   input.value = "";
   input.disabled = false;
-  // Show what did arrive (earlier files of a failed batch), then why the rest did not.
+  // Show what did arrive (earlier files of a failed batch), then why the rest did not, or
+  // the way to connect the account the upload needs.
   await load();
-  if (error) status(error, true);
+  if (connect) askToConnect(connect);
+  else if (error) status(error, true);
 }
 
 window.addEventListener("hashchange", load);
+// Coming back from the sign-in's tab: shown again, or (framed) the frame focused again.
+document.addEventListener("visibilitychange", comeBack);
+window.addEventListener("focus", comeBack);
 document.addEventListener("DOMContentLoaded", () => {
   $("file").addEventListener("change", (event) => upload(event.target));
+  $("connect-link").addEventListener("click", () => { connecting = true; });
   load();
 });
