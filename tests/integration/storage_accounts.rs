@@ -30,6 +30,8 @@ struct World {
     /// Microsoft user ids of alice and bob.
     ms_alice: String,
     ms_bob: String,
+    /// The app's `server.public_url` (`PUBLIC` unless made with `world_on`).
+    public: String,
 }
 
 /// PROJ-1 mapped to a delegated `sharepoint` connection (library `Jira/PROJ/PROJ-1`); Jira
@@ -41,7 +43,12 @@ async fn world() -> World {
 
 /// [`world`] with the app's configuration tweaked first (e.g. Jira events on).
 async fn world_with(tweak: impl FnOnce(&mut TestConfig)) -> World {
-    let app = spawn_app_with(tweak).await;
+    world_on(spawn_app_with(tweak).await, PUBLIC).await
+}
+
+/// `world` on `app`, whose `server.public_url` is `public` (a browser's test needs one it
+/// can reach).
+async fn world_on(app: TestApp, public: &str) -> World {
     let jira = &app.jira;
     jira.add_project("PROJ", "Project");
     jira.add_issue("PROJ", "PROJ-1");
@@ -57,31 +64,8 @@ async fn world_with(tweak: impl FnOnce(&mut TestConfig)) -> World {
     }
     jira.grant_global("root", "ADMINISTER");
 
-    let graph = FakeGraph::start().await;
-    let tenant = graph.add_tenant("contoso.onmicrosoft.com");
-    let client = graph.add_app(&tenant);
-    graph.add_client_secret(&client, SECRET);
-    graph.add_redirect_uri(&client, &format!("{PUBLIC}/oauth/microsoft/callback"));
-    let site = graph.add_site(&tenant, "contoso.sharepoint.com", "/sites/legal", "Legal");
-    let drive = graph.default_drive(&site);
-    graph.put_folder(&drive, "/Jira");
-    let root = graph.root_id(&drive);
-    let ms_alice = graph.add_user(&tenant, "alice@contoso.onmicrosoft.com", "Alice");
-    let ms_bob = graph.add_user(&tenant, "bob@contoso.onmicrosoft.com", "Bob");
-    for user in [&ms_alice, &ms_bob] {
-        graph.set_visibility(user, &drive, &root, Some(Access::Write));
-    }
-    let settings = json!({
-        "mode": "delegated",
-        "tenant": tenant,
-        "client_id": client,
-        "site": "https://contoso.sharepoint.com/sites/legal",
-        "root": "Jira",
-        "graph_url": graph.base_url,
-        "login_url": graph.base_url,
-        "graph_resource": "https://graph.microsoft.com",
-    });
-    let id = create_connection(&app, "sp-delegated", settings).await;
+    let microsoft = microsoft(public).await;
+    let id = create_connection(&app, "sp-delegated", microsoft.settings()).await;
     let mapping = app
         .client
         .put(app.url("/api/v1/admin/projects/PROJ/mapping"))
@@ -91,6 +75,15 @@ async fn world_with(tweak: impl FnOnce(&mut TestConfig)) -> World {
         .await
         .unwrap();
     assert_eq!(mapping.status(), 201, "mapping created");
+    let Microsoft {
+        graph,
+        tenant: _,
+        client,
+        site,
+        drive,
+        ms_alice,
+        ms_bob,
+    } = microsoft;
     World {
         app,
         graph,
@@ -100,6 +93,62 @@ async fn world_with(tweak: impl FnOnce(&mut TestConfig)) -> World {
         id,
         ms_alice,
         ms_bob,
+        public: public.to_string(),
+    }
+}
+
+/// The fake Microsoft side of `world`: a tenant with the app (its secret, and its redirect
+/// URI below `public`), the Legal site whose library holds a folder `Jira`, and Microsoft
+/// users for alice and bob who may write in the whole library.
+struct Microsoft {
+    graph: FakeGraph,
+    tenant: String,
+    client: String,
+    site: String,
+    drive: String,
+    ms_alice: String,
+    ms_bob: String,
+}
+
+async fn microsoft(public: &str) -> Microsoft {
+    let graph = FakeGraph::start().await;
+    let tenant = graph.add_tenant("contoso.onmicrosoft.com");
+    let client = graph.add_app(&tenant);
+    graph.add_client_secret(&client, SECRET);
+    graph.add_redirect_uri(&client, &format!("{public}/oauth/microsoft/callback"));
+    let site = graph.add_site(&tenant, "contoso.sharepoint.com", "/sites/legal", "Legal");
+    let drive = graph.default_drive(&site);
+    graph.put_folder(&drive, "/Jira");
+    let root = graph.root_id(&drive);
+    let ms_alice = graph.add_user(&tenant, "alice@contoso.onmicrosoft.com", "Alice");
+    let ms_bob = graph.add_user(&tenant, "bob@contoso.onmicrosoft.com", "Bob");
+    for user in [&ms_alice, &ms_bob] {
+        graph.set_visibility(user, &drive, &root, Some(Access::Write));
+    }
+    Microsoft {
+        graph,
+        tenant,
+        client,
+        site,
+        drive,
+        ms_alice,
+        ms_bob,
+    }
+}
+
+impl Microsoft {
+    /// A delegated connection's settings, rooted at the library's `Jira` folder.
+    fn settings(&self) -> Value {
+        json!({
+            "mode": "delegated",
+            "tenant": self.tenant,
+            "client_id": self.client,
+            "site": "https://contoso.sharepoint.com/sites/legal",
+            "root": "Jira",
+            "graph_url": self.graph.base_url,
+            "login_url": self.graph.base_url,
+            "graph_resource": "https://graph.microsoft.com",
+        })
     }
 }
 
@@ -134,18 +183,27 @@ struct SignIn {
 
 impl World {
     fn connect_url(&self) -> String {
-        format!("{PUBLIC}/api/v1/storage-accounts/{}/connect", self.id)
+        format!(
+            "{}/api/v1/storage-accounts/{}/connect",
+            self.public, self.id
+        )
     }
 
     /// `/connect` as `pat`, then Microsoft's `/authorize` signed in as `ms_user`.
     async fn sign_in(&self, pat: &str, ms_user: &str) -> SignIn {
-        let response = self
-            .app
-            .get_as(
-                &format!("/api/v1/storage-accounts/{}/connect", self.id),
-                pat,
-            )
-            .await;
+        self.sign_in_returning(pat, ms_user, None).await
+    }
+
+    /// `sign_in`, asking `/connect` to go back to `return_to` afterwards.
+    async fn sign_in_returning(&self, pat: &str, ms_user: &str, return_to: Option<&str>) -> SignIn {
+        let mut connect = format!("/api/v1/storage-accounts/{}/connect", self.id);
+        if let Some(path) = return_to {
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("return_to", path)
+                .finish();
+            connect = format!("{connect}?{query}");
+        }
+        let response = self.app.get_as(&connect, pat).await;
         assert_eq!(response.status(), StatusCode::FOUND);
         let set_cookie = response.headers()["set-cookie"]
             .to_str()
@@ -170,14 +228,14 @@ impl World {
         assert!(query["scope"].contains("offline_access"), "{query:?}");
         assert_eq!(
             query["redirect_uri"],
-            format!("{PUBLIC}/oauth/microsoft/callback")
+            format!("{}/oauth/microsoft/callback", self.public)
         );
         self.graph.sign_in(ms_user);
         let back = self.app.client.get(&authorize).send().await.unwrap();
         assert_eq!(back.status(), StatusCode::FOUND);
         let location = back.headers()["location"].to_str().unwrap();
         let callback = location
-            .strip_prefix(PUBLIC)
+            .strip_prefix(&self.public)
             .expect("back to filebridge")
             .to_string();
         SignIn {
