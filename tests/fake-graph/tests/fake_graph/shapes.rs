@@ -1,8 +1,8 @@
-//! The fake's bodies against the shapes Microsoft documents. Microsoft's OpenAPI/CSDL
-//! description of Graph v1.0 is not available offline here (the CSDL is a 2 MB+ XML file in
-//! microsoftgraph/msgraph-metadata), so each shape is pinned by serde structs written from the
-//! resource pages: `deny_unknown_fields` catches a property the page doesn't list, required
-//! fields catch a missing one.
+//! The fake's bodies against the shapes Microsoft documents, from the resource pages: serde
+//! structs where `deny_unknown_fields` catches a property the page doesn't list and required
+//! fields catch a missing one. (`schema.rs` checks the same bodies against Microsoft's
+//! published CSDL, an excerpt of which is in `tests/fake-graph/schema/`; the pages add what
+//! the CSDL cannot say: which properties a response actually carries.)
 //!
 //! - driveItem, itemReference, file, folder, fileSystemInfo:
 //!   https://learn.microsoft.com/graph/api/resources/driveitem (and the linked facet pages)
