@@ -372,12 +372,43 @@ async fn issue_page_asks_to_connect_and_comes_back_with_the_files_in_chromium() 
         "alice@contoso.onmicrosoft.com"
     );
     assert_eq!(world.actions().await, ["storage_account.connect"]);
-    // Chromium's lines for the refusals themselves (409 listing, 400 callback), nothing else.
+
+    // Microsoft stops honouring her grant while the page is open: her next upload is refused
+    // (409), and the page asks again instead of showing the refusal.
+    world.graph.revoke_grant(&world.ms_alice);
+    world.graph.expire_access_tokens();
+    let local = tempfile::tempdir().unwrap();
+    let source = local.path().join("late.txt");
+    std::fs::write(&source, b"late").unwrap();
+    client
+        .find(Locator::Id("file"))
+        .await
+        .expect("the file input")
+        .send_keys(source.to_str().unwrap())
+        .await
+        .expect("choose the file");
+    let asked = poll(
+        "the connect prompt after the upload",
+        async || prompt(&browser).await.ok(),
+        |p| p.shown,
+    )
+    .await;
+    assert_eq!(asked.href.as_deref(), Some(expected.as_str()), "{asked:#?}");
+    assert_eq!(
+        asked.status, None,
+        "the prompt, not the refusal: {asked:#?}"
+    );
+    let stored = world
+        .graph
+        .file_bytes(&world.drive, "/Jira/PROJ/PROJ-1/Q3 plans/late.txt");
+    assert_eq!(stored, None);
+    // Chromium's lines for the refusals themselves (409 listing and upload, 400 callback),
+    // nothing else.
     expect_console(
         &browser,
         "the sign-in",
         &[
-            &["/api/v1/issues/PROJ-1/files?path=", "status of 409 "],
+            &["/api/v1/issues/PROJ-1/files", "status of 409 "],
             &["/oauth/microsoft/callback?", "status of 400 "],
         ],
     )
