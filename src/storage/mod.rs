@@ -5,6 +5,7 @@
 
 mod error;
 pub mod filesystem;
+mod http;
 pub mod names;
 pub mod registry;
 pub mod s3;

@@ -103,6 +103,7 @@ fn build(
             .trim_end_matches('/')
             .to_string(),
         insecure: settings.graph_url.scheme() == "http",
+        timeout: settings.timeout,
     };
     Ok(Arc::new(SharePoint {
         graph,

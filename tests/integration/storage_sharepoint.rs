@@ -21,6 +21,8 @@ use sha2::{Digest, Sha256};
 
 use crate::storage_suite;
 
+mod timeouts;
+
 const SECRET: &str = "app-secret-value";
 
 struct Env {

@@ -22,14 +22,16 @@ use url::Url;
 
 use super::token::TokenSource;
 use crate::egress::EgressClient;
+pub(super) use crate::storage::http::transport;
+use crate::storage::http::silent;
 use crate::storage::{Item, ItemKind, StorageError};
 
 /// How often a request is sent at most.
 pub(super) const ATTEMPTS: u32 = 5;
 /// The longest `Retry-After` waited out here; Graph asks for seconds, rarely minutes.
 pub(super) const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
-/// Metadata requests (not file bodies) must be answered within this.
-pub(super) const TIMEOUT: Duration = Duration::from_secs(60);
+/// Who errors name.
+pub(super) const SERVER: &str = "Microsoft Graph";
 
 /// A request body that can be sent again.
 #[derive(Clone)]
@@ -47,6 +49,9 @@ pub(super) struct Graph {
     /// Whether Graph itself is reached over plain HTTP (tests): then the upload and
     /// download URLs it hands out may be too.
     pub insecure: bool,
+    /// The connection's idle timeout: how long Graph may take to answer (headers, or a
+    /// metadata body as a whole) and, for downloads, stay silent between chunks.
+    pub timeout: Duration,
 }
 
 /// A driveItem, with the fields filebridge uses.
@@ -157,7 +162,9 @@ impl Graph {
     }
 
     /// The general form: `authorized` adds the bearer token (not for pre-authenticated
-    /// URLs, which refuse it); `configure` adds headers.
+    /// URLs, which refuse it); `configure` adds headers. The answer's headers must come
+    /// within the connection's timeout; so must its body, unless `configure` gives the
+    /// request a longer timeout of its own (downloads).
     pub async fn send(
         &self,
         method: Method,
@@ -175,7 +182,7 @@ impl Graph {
                 false => None,
             };
             let body = body.clone();
-            let sent = self
+            let request = self
                 .egress
                 .request(method.clone(), url.clone())
                 .with(|mut b| {
@@ -187,12 +194,19 @@ impl Graph {
                         Body::Json(value) => b.json(&value),
                         Body::Bytes(bytes) => b.body(bytes),
                     };
-                    configure(b.timeout(TIMEOUT))
-                })
-                .send()
-                .await
-                .map_err(|refused| StorageError::Backend(refused.to_string()))?;
+                    configure(b.timeout(self.timeout))
+                });
             let backoff = Duration::from_millis(500 * u64::from(attempt));
+            let sent = match tokio::time::timeout(self.timeout, request.send()).await {
+                Ok(sent) => sent.map_err(|refused| StorageError::Backend(refused.to_string()))?,
+                Err(_) if repeatable && attempt < ATTEMPTS => {
+                    tracing::debug!("sharepoint: no answer in time; sending it again");
+                    tokio::time::sleep(backoff).await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(_) => return Err(silent(SERVER, self.timeout)),
+            };
             let response = match sent {
                 Ok(response) => response,
                 Err(e) if repeatable && attempt < ATTEMPTS && !e.is_builder() => {
@@ -301,23 +315,6 @@ pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     }
 }
 
-/// A transport failure; reqwest's message without the URL (download and upload URLs are
-/// credentials), with its causes.
-pub(super) fn transport(error: reqwest::Error, what: &str) -> StorageError {
-    let error = error.without_url();
-    let mut text = format!("{what}: {error}");
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    if error.is_builder() {
-        StorageError::Backend(text)
-    } else {
-        StorageError::Unavailable(text)
-    }
-}
 
 #[cfg(test)]
 mod tests {

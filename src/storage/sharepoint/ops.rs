@@ -1,17 +1,20 @@
 //! Listing, stat, download, folders, rename/move and delete over Graph's driveItem API.
 
-use futures_util::StreamExt;
 use reqwest::Method;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use serde_json::json;
 
-use super::graph::{Body, DriveItem, read_json, transport};
+use super::graph::{Body, DriveItem, SERVER, read_json};
 use super::{Page, SharePoint};
+use crate::storage::http::idle_limited;
 use crate::storage::{ByteRange, Download, Item, StorageError, StoragePath};
 
 /// Children per page: Graph's default is 200; larger pages mean fewer round trips for big
 /// folders (every page is still followed to the end).
 const PAGE_SIZE: u32 = 1000;
+/// The longest a download may take in all; its silences are limited by the connection's
+/// timeout.
+const LONGEST_DOWNLOAD: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The item at `path` and its download URL (for files).
 pub(super) async fn stat(
@@ -90,9 +93,14 @@ pub(super) async fn read(
             Body::Empty,
             true,
             false,
-            |b| match wanted {
-                Some((start, end)) => b.header(RANGE, format!("bytes={start}-{end}")),
-                None => b,
+            // The body may take long (a large file, a slow reader): only its silences are
+            // limited, below; the total only by a day.
+            |b| {
+                let b = b.timeout(LONGEST_DOWNLOAD);
+                match wanted {
+                    Some((start, end)) => b.header(RANGE, format!("bytes={start}-{end}")),
+                    None => b,
+                }
             },
         )
         .await?;
@@ -113,9 +121,7 @@ pub(super) async fn read(
         }
         (None, _) => None,
     };
-    let body = response
-        .bytes_stream()
-        .map(|chunk| chunk.map_err(|e| transport(e, "downloading")));
+    let body = idle_limited(response.bytes_stream(), sp.graph.timeout, SERVER);
     Ok(Download {
         item,
         range: served,

@@ -3,6 +3,7 @@
 //! endpoints, so national clouds and tests work), and with which app credential.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::SecretString;
@@ -25,6 +26,7 @@ const MIB: u64 = 1024 * 1024;
 /// before anything is sent (Graph needs the total size of an upload session up front).
 const DEFAULT_UNKNOWN_LENGTH_BUFFER: u64 = 4 * MIB;
 const MAX_UNKNOWN_LENGTH_BUFFER: u64 = 256 * MIB;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +53,9 @@ struct Raw {
     assertion_alg: Option<String>,
     #[serde(default)]
     unknown_length_buffer_mib: Option<u64>,
+    /// Seconds Graph may stay silent (default 60).
+    #[serde(default)]
+    timeout_secs: Option<u64>,
     /// `app` (default): one app-only identity for everyone; `delegated`: each user's own.
     #[serde(default)]
     mode: Option<String>,
@@ -108,6 +113,8 @@ pub(super) struct Settings {
     pub graph_resource: Url,
     pub credential: Credential,
     pub unknown_length_buffer: u64,
+    /// How long Graph may stay silent: answering, or between a download's chunks.
+    pub timeout: Duration,
     pub mode: Mode,
     /// Background work (no user) acts as the app: always in app mode; in delegated mode only
     /// when `background = "app"`, else it cannot act at all.
@@ -205,6 +212,13 @@ impl Settings {
                 )));
             }
         };
+        let timeout = match raw.timeout_secs {
+            None => DEFAULT_TIMEOUT,
+            Some(secs) if (1..=3600).contains(&secs) => Duration::from_secs(secs),
+            Some(secs) => {
+                return Err(bad(format!("`timeout_secs` {secs}: must be 1 to 3600")));
+            }
+        };
         Ok(Self {
             tenant: raw.tenant.trim().to_string(),
             client_id: raw.client_id.trim().to_string(),
@@ -219,6 +233,7 @@ impl Settings {
             graph_resource,
             credential,
             unknown_length_buffer,
+            timeout,
             mode,
             app_in_background,
         })

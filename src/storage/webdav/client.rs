@@ -17,6 +17,7 @@ use url::Url;
 use super::multistatus::{decode_segments, href_segments};
 use super::timeout::Progress;
 use crate::egress::EgressClient;
+pub(super) use crate::storage::http::transport;
 use crate::storage::{StorageError, StoragePath};
 
 /// How often a request is sent at most when connections keep breaking under it (see
@@ -232,32 +233,12 @@ impl Failure {
     }
 }
 
+/// Who errors name.
+pub(super) const SERVER: &str = "the WebDAV server";
+
 /// The error for a server that stayed silent past the idle timeout.
 pub(super) fn silent(idle: Duration) -> StorageError {
-    StorageError::Unavailable(format!(
-        "the WebDAV server did not answer within {}s",
-        idle.as_secs_f32()
-    ))
-}
-
-/// Maps a transport failure. reqwest's messages name the URL but never credentials; the
-/// chain of sources is kept because "error sending request" alone explains nothing.
-pub(super) fn transport(error: reqwest::Error, what: &str) -> StorageError {
-    let error = error.without_url();
-    let mut text = format!("{what}: {error}");
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    if error.is_builder() || error.is_redirect() {
-        StorageError::Backend(text)
-    } else {
-        // Connect failures, timeouts, resets and bodies cut short: the server is down or
-        // went away mid-request.
-        StorageError::Unavailable(text)
-    }
+    crate::storage::http::silent(SERVER, idle)
 }
 
 /// Maps an unexpected HTTP status; `what` says which operation, for the message.

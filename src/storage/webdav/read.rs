@@ -6,9 +6,9 @@ use futures_util::{Stream, StreamExt};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, HeaderMap, RANGE};
 use reqwest::{Method, StatusCode};
 
-use super::client::{Client, status_error};
+use super::client::{Client, SERVER, status_error};
 use super::ops;
-use super::timeout::idle_limited;
+use crate::storage::http::idle_limited;
 use crate::storage::{ByteRange, ByteStream, Download, ItemKind, StorageError, StoragePath};
 
 pub(super) async fn read(
@@ -54,7 +54,7 @@ pub(super) async fn read(
             }
             item.size = total.or(item.size);
             let body = window(
-                idle_limited(response.bytes_stream(), idle),
+                idle_limited(response.bytes_stream(), idle, SERVER),
                 0,
                 last - first + 1,
             );
@@ -75,7 +75,7 @@ pub(super) async fn read(
             }
             let last = asked.end.map_or(total - 1, |end| end.min(total - 1));
             let body = window(
-                idle_limited(response.bytes_stream(), idle),
+                idle_limited(response.bytes_stream(), idle, SERVER),
                 asked.start,
                 last - asked.start + 1,
             );
@@ -87,7 +87,7 @@ pub(super) async fn read(
         }
         (StatusCode::OK, None) => {
             item.size = content_length(&headers).or(item.size);
-            let body: ByteStream = Box::pin(idle_limited(response.bytes_stream(), idle));
+            let body: ByteStream = Box::pin(idle_limited(response.bytes_stream(), idle, SERVER));
             Ok(Download {
                 item,
                 range: None,

@@ -99,26 +99,6 @@ where
     }
 }
 
-/// A download body whose every chunk must arrive within `idle`, with transport errors
-/// mapped. Time the caller spends before asking for the next chunk does not count.
-pub(super) fn idle_limited<S>(
-    stream: S,
-    idle: Duration,
-) -> impl Stream<Item = Result<Bytes, StorageError>> + Send + 'static
-where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
-{
-    futures_util::stream::unfold(Some(stream), move |state| async move {
-        let mut stream = state?;
-        match tokio::time::timeout(idle, stream.next()).await {
-            Err(_) => Some((Err(silent(idle)), None)),
-            Ok(None) => None,
-            Ok(Some(Err(e))) => Some((Err(super::client::transport(e, "download")), None)),
-            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,18 +122,5 @@ mod tests {
         progress.waiting_on_caller.store(true, Ordering::Relaxed);
         let slow = tokio::time::sleep(Duration::from_millis(700));
         assert!(progress.watch(idle, slow).await.is_ok());
-    }
-
-    #[tokio::test]
-    async fn download_chunks_must_keep_coming() {
-        let chunks = futures_util::stream::iter(vec![Ok::<_, reqwest::Error>(Bytes::from("a"))])
-            .chain(futures_util::stream::pending());
-        let mut limited = Box::pin(idle_limited(Box::pin(chunks), Duration::from_millis(200)));
-        assert_eq!(limited.next().await.unwrap().unwrap(), Bytes::from("a"));
-        assert!(matches!(
-            limited.next().await,
-            Some(Err(StorageError::Unavailable(_)))
-        ));
-        assert!(limited.next().await.is_none());
     }
 }

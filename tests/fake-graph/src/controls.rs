@@ -245,6 +245,12 @@ impl FakeGraph {
         });
     }
 
+    /// The next download through a pre-authenticated URL sends `bytes` of its body and then
+    /// stays silent, the connection open.
+    pub fn stall_next_download(&self, bytes: usize) {
+        self.shared.world().faults.stall_download_after = Some(bytes);
+    }
+
     /// The `nth` fragment PUT from now (1 = the next one) fails with `fault` after its bytes
     /// arrive; none of them are kept.
     pub fn fail_fragment(&self, nth: usize, fault: FragmentFault) {

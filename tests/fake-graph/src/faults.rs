@@ -60,6 +60,9 @@ pub struct Faults {
     pub(crate) throttles: Vec<Throttle>,
     /// Fragment number (counting every fragment PUT the fake has received, from 1) → fault.
     pub(crate) fragments: BTreeMap<usize, FragmentFault>,
+    /// The next download sends this many bytes of its body, then nothing more while the
+    /// connection stays open (a server gone silent mid-body).
+    pub(crate) stall_download_after: Option<usize>,
 }
 
 impl Faults {

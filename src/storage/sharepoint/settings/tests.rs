@@ -141,3 +141,18 @@ fn background_work_acts_as_the_app_unless_a_delegated_connection_says_otherwise(
         assert_eq!(parse(settings).ok().map(|s| s.app_in_background), expected);
     }
 }
+
+#[test]
+fn the_timeout_is_a_minute_unless_set_within_bounds() {
+    let base = json!({"tenant": "t", "client_id": "c", "site": "x"});
+    assert_eq!(parse(base.clone()).unwrap().timeout, Duration::from_secs(60));
+    for (secs, expected) in [(1, Some(1)), (3600, Some(3600)), (0, None), (3601, None)] {
+        let mut settings = base.clone();
+        settings["timeout_secs"] = json!(secs);
+        assert_eq!(
+            parse(settings).ok().map(|s| s.timeout.as_secs()),
+            expected,
+            "{secs}"
+        );
+    }
+}

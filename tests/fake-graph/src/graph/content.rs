@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
 
 use super::access::{Located, existing, locate, need_write};
 use super::address::Target;
@@ -235,9 +236,19 @@ pub async fn download(
     let Some(Kind::File { content, mime, .. }) = found.map(|i| i.kind.clone()) else {
         return GraphError::not_found().respond(&mut world, &req);
     };
+    let stall = world.faults.stall_download_after.take();
     drop(world);
     let size = content.len() as u64;
     match range(&req, size) {
+        Ok(None) if let Some(after) = stall => {
+            let sent = content.slice(..after.min(content.len()));
+            let silent = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(sent) })
+                .chain(futures_util::stream::pending());
+            HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, mime))
+                .insert_header((header::CONTENT_LENGTH, size))
+                .streaming(silent)
+        }
         Ok(None) => HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, mime))
             .insert_header((header::ACCEPT_RANGES, "bytes"))
