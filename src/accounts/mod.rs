@@ -83,6 +83,20 @@ impl Links {
         )
     }
 
+    /// `connect_url` asking to go back to `return_to` afterwards, if any.
+    pub fn connect_url_returning(&self, connection_id: Uuid, return_to: Option<&str>) -> String {
+        let url = self.connect_url(connection_id);
+        match return_to {
+            Some(path) => {
+                let query = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("return_to", path)
+                    .finish();
+                format!("{url}?{query}")
+            }
+            None => url,
+        }
+    }
+
     /// The redirect URI to register for the Entra app.
     pub fn redirect_uri(&self) -> String {
         format!("{}{CALLBACK_PATH}", self.public)

@@ -165,8 +165,8 @@ struct CallbackQuery {
 /// `GET /oauth/microsoft/callback?code=…&state=…` (or `?error=…&error_description=…`).
 ///
 /// A person's browser lands here, so the refusals they can act on (a sign-in Microsoft did not
-/// complete, a state that is not valid) are a short page for a client that asks for HTML
-/// first (a browser's navigation), 400 as the problem document is for everyone else.
+/// complete, a state that is not valid) are a short page (400) for a client that asks for
+/// HTML first, as a browser's navigation does; everyone else gets the 400 problem document.
 async fn callback(
     MaybeUser(caller): MaybeUser,
     req: HttpRequest,
@@ -183,13 +183,9 @@ async fn callback(
         Err(e) => return Err(e.into()),
     };
     // Trying again starts a new sign-in for the same connection, going back to the same place.
-    let mut again = broker.links().connect_url(pending.connection_id);
-    if let Some(path) = &pending.return_to {
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("return_to", path)
-            .finish();
-        again = format!("{again}?{query}");
-    }
+    let again = broker
+        .links()
+        .connect_url_returning(pending.connection_id, pending.return_to.as_deref());
     match connect_back(
         caller.as_deref(),
         &req,
@@ -307,18 +303,22 @@ fn wants_html(req: &HttpRequest) -> bool {
         .is_some_and(|accept| accept.preference().essence_str() == "text/html")
 }
 
-/// 400, as a page (see [`pages::not_connected`]); the state cookie goes with its sign-in.
+/// 400, as a page (see [`pages::not_connected`]). A sign-in that is known (`again`) was the
+/// state cookie's, used up now, so the cookie goes too; otherwise the cookie may hold another
+/// sign-in under way in another tab, and stays.
 fn not_connected(req: &HttpRequest, error: &AccountError, again: Option<&str>) -> HttpResponse {
     let reason = match error {
         AccountError::SignInFailed(reason) => Some(reason.as_str()),
         _ => None,
     };
-    HttpResponse::BadRequest()
-        .insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
+    let mut page = HttpResponse::BadRequest();
+    page.insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
         .insert_header((CACHE_CONTROL, "no-store"))
-        .insert_header((CONTENT_SECURITY_POLICY, pages::STATIC_POLICY))
-        .cookie(state_cookie_removal(req))
-        .body(pages::not_connected(reason, again))
+        .insert_header((CONTENT_SECURITY_POLICY, pages::STATIC_POLICY));
+    if again.is_some() {
+        page.cookie(state_cookie_removal(req));
+    }
+    page.body(pages::not_connected(reason, again))
 }
 
 const CONNECTED_PAGE: &str = "<!DOCTYPE html><meta charset=\"utf-8\"><title>Account connected</title>\

@@ -103,10 +103,16 @@ async fn a_declined_sign_in_is_a_page_for_the_browser_uses_up_its_state_and_conn
     let replay =
         callback_accepting(&world, &sign_in.callback, &sign_in.cookie, BROWSER_ACCEPT).await;
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        header(&replay, "set-cookie"),
+        "",
+        "an unknown sign-in's cookie may be another tab's: it stays"
+    );
     let html = replay.text().await.unwrap();
     assert!(html.contains("not valid any more"), "{html}");
     assert!(!html.contains("Try again"), "{html}");
-    // Without the state at all, or without this browser's cookie: refused as before.
+
+    // Without a state at all: refused as before (a page, too).
     let missing = callback_accepting(
         &world,
         "/oauth/microsoft/callback?code=x",
