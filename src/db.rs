@@ -98,6 +98,16 @@ pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
         .connect_lazy_with(connect_options(settings)?))
 }
 
+/// One connection of its own, with `pool`'s options, for a `LISTEN` that holds it for good:
+/// it must not take a slot of the pool that serves requests (each instance has two, for the
+/// job queue and for configuration changes, on top of `database.max_connections`).
+pub fn listener_pool(pool: &PgPool) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
+
 /// The newest schema version this binary carries.
 pub fn latest_known() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)

@@ -38,6 +38,7 @@ fn parse(payload: &str) -> Option<Changed> {
 /// Listens until the task is aborted, reconnecting with a growing pause (1 s to 30 s) when
 /// Postgres is away.
 pub async fn follow(pool: PgPool, broker: Arc<Broker>) {
+    let pool = crate::db::listener_pool(&pool);
     let mut pause = Duration::from_secs(1);
     loop {
         match listen(&pool).await {

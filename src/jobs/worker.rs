@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -78,12 +78,7 @@ impl Workers {
         settings: JobsSettings,
         instance: String,
     ) -> Workers {
-        // LISTEN holds its connection for good: one of its own, so it does not take a slot
-        // of the pool that serves requests.
-        let listener_pool = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with((*pool.connect_options()).clone());
+        let listener_pool = crate::db::listener_pool(&pool);
         let context = Arc::new(Context {
             pool,
             handler,

@@ -187,3 +187,38 @@ async fn a_mapping_changed_on_one_instance_is_used_by_the_other_within_a_second(
     assert!(took < Duration::from_secs(1), "took {took:?}");
     drop(w.second);
 }
+
+#[tokio::test]
+async fn listening_takes_no_connection_from_the_pool_that_serves_requests() {
+    // One connection for requests, waited for a second at most: if either LISTEN held it,
+    // every request below would fail.
+    let app = crate::helpers::spawn_app_with(|config| {
+        config
+            .set("DATABASE__MAX_CONNECTIONS", "1")
+            .set("DATABASE__ACQUIRE_TIMEOUT", "1s");
+    })
+    .await;
+    app.jira.add_user("root", "root");
+    app.jira.add_token("root", "root-pat");
+    app.jira.grant_global("root", "ADMINISTER");
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    // Both listeners are in place: the job queue's and the configuration's.
+    crate::helpers::eventually("two LISTEN connections", Duration::from_secs(30), || {
+        let pool = pool.clone();
+        async move {
+            let listening: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            listening == 2
+        }
+    })
+    .await;
+    for _ in 0..3 {
+        let response = app.get_as("/api/v1/admin/connections", "root-pat").await;
+        assert_eq!(response.status(), 200);
+    }
+}

@@ -22,8 +22,8 @@ use url::Url;
 
 use super::token::TokenSource;
 use crate::egress::EgressClient;
-pub(super) use crate::storage::http::transport;
 use crate::storage::http::silent;
+pub(super) use crate::storage::http::transport;
 use crate::storage::{Item, ItemKind, StorageError};
 
 /// How often a request is sent at most.
@@ -314,7 +314,6 @@ pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         Err(_) => Some(MAX_RETRY_WAIT),
     }
 }
-
 
 #[cfg(test)]
 mod tests {

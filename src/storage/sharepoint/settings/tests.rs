@@ -131,7 +131,10 @@ fn background_work_acts_as_the_app_unless_a_delegated_connection_says_otherwise(
     assert!(parse(app.clone()).unwrap().app_in_background);
     let mut app_none = app.clone();
     app_none["background"] = json!("none");
-    assert!(parse(app_none).is_err(), "an app connection always acts as itself");
+    assert!(
+        parse(app_none).is_err(),
+        "an app connection always acts as itself"
+    );
     let mut delegated = app;
     delegated["mode"] = json!("delegated");
     assert!(!parse(delegated.clone()).unwrap().app_in_background);
@@ -145,7 +148,10 @@ fn background_work_acts_as_the_app_unless_a_delegated_connection_says_otherwise(
 #[test]
 fn the_timeout_is_a_minute_unless_set_within_bounds() {
     let base = json!({"tenant": "t", "client_id": "c", "site": "x"});
-    assert_eq!(parse(base.clone()).unwrap().timeout, Duration::from_secs(60));
+    assert_eq!(
+        parse(base.clone()).unwrap().timeout,
+        Duration::from_secs(60)
+    );
     for (secs, expected) in [(1, Some(1)), (3600, Some(3600)), (0, None), (3601, None)] {
         let mut settings = base.clone();
         settings["timeout_secs"] = json!(secs);
