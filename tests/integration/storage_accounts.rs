@@ -4,6 +4,7 @@
 //! files are then reached with that user's token, so SharePoint's per-user rights apply.
 //! The flows are in `storage_accounts/flows.rs`; this file sets the world up.
 
+mod certificate;
 mod events;
 mod flows;
 mod instances;
