@@ -13,19 +13,19 @@
 //! for HTML) gets such a refusal, or Microsoft's, as a short page instead of JSON.
 
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::http::header::{
-    Accept, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
-};
+use actix_web::http::header::{CACHE_CONTROL, LOCATION};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{ApiError, RequestContext, pages, resource};
+mod callback;
+
+use super::{ApiError, RequestContext, resource};
 use crate::accounts::{self, AccountError, CALLBACK_PATH, store};
 use crate::audit::{self, Actor, AuditEvent, Outcome};
-use crate::auth::{AdminUser, CurrentUser, MaybeUser, User};
+use crate::auth::{AdminUser, CurrentUser, User};
 use crate::broker::Broker;
 use crate::config::ServerSettings;
 use crate::secrets::{SecretCipher, SecretsError};
@@ -43,7 +43,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Registers the callback; call it in the base path's scope.
 pub fn callback_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource(CALLBACK_PATH).get(callback));
+    cfg.service(resource(CALLBACK_PATH).get(callback::callback));
 }
 
 fn path_id(req: &HttpRequest) -> Result<Uuid, ApiError> {
@@ -153,177 +153,6 @@ async fn connect(
         .cookie(cookie)
         .finish())
 }
-
-#[derive(Deserialize)]
-struct CallbackQuery {
-    state: Option<String>,
-    code: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
-}
-
-/// `GET /oauth/microsoft/callback?code=…&state=…` (or `?error=…&error_description=…`).
-///
-/// A person's browser lands here, so the refusals they can act on (a sign-in Microsoft did not
-/// complete, a state that is not valid) are a short page (400) for a client that asks for
-/// HTML first, as a browser's navigation does; everyone else gets the 400 problem document.
-async fn callback(
-    MaybeUser(caller): MaybeUser,
-    req: HttpRequest,
-    query: web::Query<CallbackQuery>,
-    pool: web::Data<PgPool>,
-    cipher: web::Data<SecretCipher>,
-    broker: web::Data<Broker>,
-) -> Result<HttpResponse, ApiError> {
-    let pending = match take_state(&req, &query, &pool, &cipher).await {
-        Ok(pending) => pending,
-        Err(AccountError::BadState) if wants_html(&req) => {
-            return Ok(not_connected(&req, &AccountError::BadState, None));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    // Trying again starts a new sign-in for the same connection, going back to the same place.
-    let again = broker
-        .links()
-        .connect_url_returning(pending.connection_id, pending.return_to.as_deref());
-    match connect_back(
-        caller.as_deref(),
-        &req,
-        &query,
-        &pool,
-        &cipher,
-        &broker,
-        pending,
-    )
-    .await
-    {
-        Ok(response) => Ok(response),
-        Err(e @ (AccountError::BadState | AccountError::SignInFailed(_))) if wants_html(&req) => {
-            Ok(not_connected(&req, &e, Some(&again)))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The sign-in this browser started, taken (deleted) on its own, so that whatever follows,
-/// its state cannot be used again.
-async fn take_state(
-    req: &HttpRequest,
-    query: &CallbackQuery,
-    pool: &PgPool,
-    cipher: &SecretCipher,
-) -> Result<store::PendingSignIn, AccountError> {
-    let state = query.state.as_deref().ok_or(AccountError::BadState)?;
-    let cookie = req.cookie(STATE_COOKIE);
-    // This browser started this sign-in: the cookie set by `/connect` holds the same state.
-    if cookie.as_ref().map(|c| c.value()) != Some(state) {
-        return Err(AccountError::BadState);
-    }
-    let mut conn = pool.acquire().await?;
-    store::take_state(&mut conn, cipher, state)
-        .await?
-        .ok_or(AccountError::BadState)
-}
-
-/// Redeems the code of a taken sign-in for its user and stores the account.
-async fn connect_back(
-    caller: Option<&User>,
-    req: &HttpRequest,
-    query: &CallbackQuery,
-    pool: &PgPool,
-    cipher: &SecretCipher,
-    broker: &Broker,
-    pending: store::PendingSignIn,
-) -> Result<HttpResponse, AccountError> {
-    if caller.is_some_and(|c| c.key != pending.user_key) {
-        return Err(AccountError::BadState);
-    }
-    if let Some(error) = &query.error {
-        let why = query.error_description.as_deref().unwrap_or("");
-        return Err(AccountError::SignInFailed(format!("{error}: {why}")));
-    }
-    let code = query.code.as_deref().ok_or(AccountError::BadState)?;
-    let app = broker
-        .delegated(pending.connection_id)
-        .await
-        .map_err(|_| AccountError::NotDelegated)?
-        .ok_or(AccountError::NotDelegated)?;
-    let mut tx = pool.begin().await?;
-    let connected = accounts::finish(&mut tx, cipher, &app, broker.links(), pending, code).await?;
-    let user = User {
-        key: connected.user_key.clone(),
-        name: caller.map_or_else(|| connected.user_key.clone(), |c| c.name.clone()),
-        display_name: String::new(),
-        is_admin: false,
-    };
-    let mut record = event(
-        req,
-        &user,
-        "storage_account.connect",
-        connected.connection_id,
-    );
-    record.details = json!({ "account": connected.account });
-    audit::record(&mut tx, &record).await?;
-    tx.commit().await?;
-    // A fresh storage for the user: an old one may hold a token of a previous account.
-    broker
-        .forget_user(connected.connection_id, &connected.user_key)
-        .await;
-    let mut response = match broker.links().return_url(connected.return_to.as_deref()) {
-        Some(url) => {
-            let mut r = HttpResponse::SeeOther();
-            r.insert_header((LOCATION, url));
-            r
-        }
-        None => {
-            let mut r = HttpResponse::Ok();
-            r.insert_header((CONTENT_TYPE, "text/html; charset=utf-8"));
-            r
-        }
-    };
-    Ok(response
-        .cookie(state_cookie_removal(req))
-        .insert_header((CACHE_CONTROL, "no-store"))
-        .body(CONNECTED_PAGE))
-}
-
-/// The state cookie is of no more use once its sign-in came back.
-fn state_cookie_removal(req: &HttpRequest) -> Cookie<'static> {
-    let mut removal = Cookie::build(STATE_COOKIE, "")
-        .path(req.path().to_string())
-        .finish();
-    removal.make_removal();
-    removal
-}
-
-/// A browser's navigation asks for HTML before anything else; API clients ask for JSON, for
-/// anything (`*/*`), or say nothing.
-fn wants_html(req: &HttpRequest) -> bool {
-    req.get_header::<Accept>()
-        .is_some_and(|accept| accept.preference().essence_str() == "text/html")
-}
-
-/// 400, as a page (see [`pages::not_connected`]). A sign-in that is known (`again`) was the
-/// state cookie's, used up now, so the cookie goes too; otherwise the cookie may hold another
-/// sign-in under way in another tab, and stays.
-fn not_connected(req: &HttpRequest, error: &AccountError, again: Option<&str>) -> HttpResponse {
-    let reason = match error {
-        AccountError::SignInFailed(reason) => Some(reason.as_str()),
-        _ => None,
-    };
-    let mut page = HttpResponse::BadRequest();
-    page.insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
-        .insert_header((CACHE_CONTROL, "no-store"))
-        .insert_header((CONTENT_SECURITY_POLICY, pages::STATIC_POLICY));
-    if again.is_some() {
-        page.cookie(state_cookie_removal(req));
-    }
-    page.body(pages::not_connected(reason, again))
-}
-
-const CONNECTED_PAGE: &str = "<!DOCTYPE html><meta charset=\"utf-8\"><title>Account connected</title>\
-     <p>Your Microsoft account is connected to filebridge. You can close this tab and reload \
-     the issue's files.</p>";
 
 /// `DELETE /api/v1/storage-accounts/{id}`: the caller forgets their own account.
 async fn disconnect(

@@ -275,6 +275,12 @@ impl World {
             "{:?}",
             response.text().await
         );
+        // The "connected" page runs and loads nothing, and is never framed.
+        let policy = response.headers()["content-security-policy"].to_str().unwrap();
+        assert!(
+            policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"),
+            "{policy}"
+        );
     }
 
     async fn list(&self, pat: &str) -> reqwest::Response {
