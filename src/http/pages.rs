@@ -68,7 +68,7 @@ pub fn not_connected(reason: Option<&str>, again: Option<&str>) -> String {
     let why = match reason {
         Some(reason) => format!(
             "<p>Microsoft's reason:</p><pre>{}</pre>",
-            escape(reason.trim())
+            html_escape::encode_text(reason.trim())
         ),
         None => "<p>This sign-in is not valid any more: it expired, was already used, or was \
                  started in another browser or by another user.</p>"
@@ -77,7 +77,7 @@ pub fn not_connected(reason: Option<&str>, again: Option<&str>) -> String {
     let next = match again {
         Some(url) => format!(
             "<p><a href=\"{}\">Try again</a>, or close this tab.</p>",
-            escape(url)
+            html_escape::encode_double_quoted_attribute(url)
         ),
         None => "<p>Go back to the issue's files and connect your account from there.</p>".into(),
     };
@@ -89,17 +89,16 @@ pub fn not_connected(reason: Option<&str>, again: Option<&str>) -> String {
     )
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_reason_and_the_link_cannot_become_markup() {
+        let page = super::not_connected(
+            Some("access_denied: <script>alert(1)</script>"),
+            Some("https://jira.example.test/connect?return_to=\"><script>"),
+        );
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
+        assert!(page.contains("return_to=&quot;&gt;&lt;script&gt;\""), "{page}");
     }
-    out
 }
