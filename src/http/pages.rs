@@ -98,7 +98,13 @@ mod tests {
             Some("https://jira.example.test/connect?return_to=\"><script>"),
         );
         assert!(!page.contains("<script>"), "{page}");
-        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
-        assert!(page.contains("return_to=&quot;&gt;&lt;script&gt;\""), "{page}");
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{page}"
+        );
+        assert!(
+            page.contains("return_to=&quot;&gt;&lt;script&gt;\""),
+            "{page}"
+        );
     }
 }

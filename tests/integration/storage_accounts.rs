@@ -276,7 +276,9 @@ impl World {
             response.text().await
         );
         // The "connected" page runs and loads nothing, and is never framed.
-        let policy = response.headers()["content-security-policy"].to_str().unwrap();
+        let policy = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap();
         assert!(
             policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"),
             "{policy}"
