@@ -58,18 +58,19 @@ pub fn open(
     let settings = Settings::parse(settings, secrets, names::RULES)?;
     egress.allow_endpoint(&settings.graph_url);
     egress.allow_endpoint(&settings.login_url);
-    let tokens: Arc<dyn TokenSource> = if settings.app_in_background {
-        Arc::new(token::AppOnly::new(
-            egress.clone(),
-            settings.token_url()?,
-            settings.client_id.clone(),
-            settings.scope(),
-            clone_credential(&settings.credential),
-        ))
-    } else {
-        Arc::new(delegated::NoUser)
-    };
-    build(&settings, tokens, egress)
+    let app: Arc<dyn TokenSource> = Arc::new(token::AppOnly::new(
+        egress.clone(),
+        settings.token_url()?,
+        settings.client_id.clone(),
+        settings.scope(),
+        clone_credential(&settings.credential),
+    ));
+    if settings.app_in_background {
+        return build(&settings, app, None, egress);
+    }
+    // No identity in SharePoint; its health check can still show that Microsoft accepts the
+    // app's credential (a token without application permissions is still issued).
+    build(&settings, Arc::new(delegated::NoUser), Some(app), egress)
 }
 
 /// The delegated side of a connection (`None` in app mode): the sign-in flow, refreshes, and
@@ -88,10 +89,12 @@ pub fn delegated(
     Ok(Some(Arc::new(Delegated::new(settings, egress.clone())?)))
 }
 
-/// A storage for `settings` that authenticates with `tokens`.
+/// A storage for `settings` that authenticates with `tokens`; `credential_check`, for a
+/// storage that cannot act, is what its health check asks instead.
 fn build(
     settings: &Settings,
     tokens: Arc<dyn TokenSource>,
+    credential_check: Option<Arc<dyn TokenSource>>,
     egress: &EgressClient,
 ) -> Result<Arc<dyn Storage>, StorageError> {
     let graph = Graph {
@@ -112,6 +115,7 @@ fn build(
         root: settings.root.clone(),
         unknown_length_buffer: settings.unknown_length_buffer,
         resolved: OnceCell::new(),
+        credential_check,
     }))
 }
 
@@ -148,6 +152,9 @@ pub(super) struct SharePoint {
     root: StoragePath,
     unknown_length_buffer: u64,
     resolved: OnceCell<Resolved>,
+    /// For a delegated connection's shared storage, which cannot act: the app's own token
+    /// source, only to check its credential.
+    credential_check: Option<Arc<dyn TokenSource>>,
 }
 
 #[derive(Deserialize)]
@@ -349,6 +356,9 @@ impl Storage for SharePoint {
     }
 
     async fn health(&self) -> Result<(), StorageError> {
+        if let Some(check) = &self.credential_check {
+            return check.token().await.map(|_| ());
+        }
         ops::stat(self, &StoragePath::root()).await.map(|_| ())
     }
 }

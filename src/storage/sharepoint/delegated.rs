@@ -145,7 +145,7 @@ impl Delegated {
 
     /// The connection's storage as seen by the user whose tokens `tokens` gives.
     pub fn open(&self, tokens: Arc<dyn TokenSource>) -> Result<Arc<dyn Storage>, StorageError> {
-        super::build(&self.settings, tokens, &self.egress)
+        super::build(&self.settings, tokens, None, &self.egress)
     }
 
     /// Sent once: a refresh token must not be offered twice, since a retry after a lost

@@ -376,3 +376,32 @@ async fn app_only_connections_are_unaffected() {
         .await;
     assert_eq!(connect.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_admins_connection_test_checks_the_apps_credential() {
+    let world = world().await;
+    let test = async || {
+        let response = world
+            .app
+            .client
+            .post(
+                world
+                    .app
+                    .url(&format!("/api/v1/admin/connections/{}/test", world.id)),
+            )
+            .bearer_auth("root-pat")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    // Nobody to act as in SharePoint, but Microsoft accepts the app's credential.
+    let (status, body) = test().await;
+    assert_eq!((status, &body), (StatusCode::OK, &json!({"ok": true})));
+    // The secret no longer valid (expired, or deleted in Entra): the test says so.
+    world.graph.remove_client_secrets(&world.client);
+    let (status, body) = test().await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["code"], "permission_denied", "{body}");
+}
