@@ -32,6 +32,9 @@ pub(super) const ATTEMPTS: u32 = 5;
 pub(super) const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 /// Who errors name.
 pub(super) const SERVER: &str = "Microsoft Graph";
+/// How long sending a piece of a file (at most 10 MiB) and getting its answer may take, on
+/// top of the connection's timeout: a slow link must not fail every upload.
+pub(super) const PIECE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A request body that can be sent again.
 #[derive(Clone)]
@@ -162,9 +165,10 @@ impl Graph {
     }
 
     /// The general form: `authorized` adds the bearer token (not for pre-authenticated
-    /// URLs, which refuse it); `configure` adds headers. The answer's headers must come
-    /// within the connection's timeout; so must its body, unless `configure` gives the
-    /// request a longer timeout of its own (downloads).
+    /// URLs, which refuse it); `configure` adds headers. Each try's answer must start within
+    /// the connection's timeout (plus [`PIECE_TIMEOUT`] when a piece of a file is sent first)
+    /// and its body end within as long again, unless `configure` gives the request a longer
+    /// timeout of its own (downloads, whose silences are limited instead).
     pub async fn send(
         &self,
         method: Method,
@@ -182,6 +186,11 @@ impl Graph {
                 false => None,
             };
             let body = body.clone();
+            // The answer is awaited after the body is sent: with file bytes, that takes time.
+            let wait = match &body {
+                Body::Bytes(_) => self.timeout + PIECE_TIMEOUT,
+                _ => self.timeout,
+            };
             let request = self
                 .egress
                 .request(method.clone(), url.clone())
@@ -194,10 +203,11 @@ impl Graph {
                         Body::Json(value) => b.json(&value),
                         Body::Bytes(bytes) => b.body(bytes),
                     };
-                    configure(b.timeout(self.timeout))
+                    // Headers within `wait` (below); a metadata body in as long again.
+                    configure(b.timeout(wait * 2))
                 });
             let backoff = Duration::from_millis(500 * u64::from(attempt));
-            let sent = match tokio::time::timeout(self.timeout, request.send()).await {
+            let sent = match tokio::time::timeout(wait, request.send()).await {
                 Ok(sent) => sent.map_err(|refused| StorageError::Backend(refused.to_string()))?,
                 Err(_) if repeatable && attempt < ATTEMPTS => {
                     tracing::debug!("sharepoint: no answer in time; sending it again");
@@ -205,7 +215,7 @@ impl Graph {
                     attempt += 1;
                     continue;
                 }
-                Err(_) => return Err(silent(SERVER, self.timeout)),
+                Err(_) => return Err(silent(SERVER, wait)),
             };
             let response = match sent {
                 Ok(response) => response,

@@ -4,7 +4,7 @@ use reqwest::Method;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use serde_json::json;
 
-use super::graph::{Body, DriveItem, SERVER, read_json};
+use super::graph::{Body, DriveItem, read_json};
 use super::{Page, SharePoint};
 use crate::storage::http::idle_limited;
 use crate::storage::{ByteRange, Download, Item, StorageError, StoragePath};
@@ -121,7 +121,8 @@ pub(super) async fn read(
         }
         (None, _) => None,
     };
-    let body = idle_limited(response.bytes_stream(), sp.graph.timeout, SERVER);
+    // The bytes come from SharePoint's own host (the pre-authenticated URL), not Graph.
+    let body = idle_limited(response.bytes_stream(), sp.graph.timeout, "SharePoint");
     Ok(Download {
         item,
         range: served,

@@ -39,7 +39,7 @@ async fn a_download_that_stalls_mid_body_fails_after_the_timeout() {
     .await
     .expect("the stalled download ended instead of hanging");
     assert!(
-        matches!(&error, Some(StorageError::Unavailable(why)) if why.contains("Microsoft Graph did not answer within 1s")),
+        matches!(&error, Some(StorageError::Unavailable(why)) if why.contains("SharePoint did not answer within 1s")),
         "{error:?}"
     );
     assert_eq!(got, 64 * 1024, "the bytes before the stall arrived");
@@ -75,4 +75,36 @@ async fn a_slow_reader_gets_the_whole_file_whatever_the_timeout() {
         "longer than the timeout in all"
     );
     assert!(got == content, "the whole file, unchanged");
+}
+
+#[tokio::test]
+async fn a_graph_that_never_answers_is_given_up_after_five_tries() {
+    let env = env().await;
+    // Takes connections and says nothing, ever.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&accepted);
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let mut settings = env.settings(json!({"timeout_secs": 1}));
+    settings["graph_url"] = json!(format!("http://{address}"));
+    let (storage, _) = env.open(settings, &[("client_secret", SECRET)]);
+    let started = Instant::now();
+    let listed = tokio::time::timeout(BOUND, storage.list(&path("")))
+        .await
+        .expect("given up instead of hanging");
+    assert!(
+        matches!(&listed, Err(StorageError::Unavailable(why)) if why.contains("Microsoft Graph did not answer within 1s")),
+        "{listed:?}"
+    );
+    // Each try waited the timeout, and was made on a fresh connection.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    holder.abort();
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{Source, conflict_behavior, explain, fragment_len, mismatch};
 use crate::storage::sharepoint::SharePoint;
 use crate::storage::sharepoint::graph::{
-    Body, DriveItem, MAX_RETRY_WAIT, error_from, read_json, retry_after, transport,
+    Body, DriveItem, MAX_RETRY_WAIT, PIECE_TIMEOUT, error_from, read_json, retry_after, transport,
 };
 use crate::storage::sharepoint::ops::stat;
 use crate::storage::{StorageError, StoragePath, WriteMode, Written};
@@ -49,9 +49,6 @@ enum Sent {
     /// Not worth resuming: the session is gone, the name taken, no room left.
     Fatal(StorageError),
 }
-
-/// How long one fragment may take, answer included.
-const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Session {
     pub(super) async fn create(
@@ -163,7 +160,7 @@ impl Session {
                 b.header(CONTENT_LENGTH, length)
                     .header(CONTENT_RANGE, range)
                     .body(piece)
-                    .timeout(FRAGMENT_TIMEOUT)
+                    .timeout(sp.graph.timeout + PIECE_TIMEOUT)
             })
             .send()
             .await;
