@@ -315,7 +315,9 @@ impl Broker {
         let pool = self.pool.clone();
         let cipher = Arc::clone(&self.cipher);
         let egress = self.egress.clone();
-        self.delegated
+        let before = self.forgotten.load(Ordering::SeqCst);
+        let loaded = self
+            .delegated
             .try_get_with(id, async move {
                 let (kind, settings, secrets) =
                     crate::connections::load_for_use(&pool, &cipher, id)
@@ -328,7 +330,12 @@ impl Broker {
                 }
             })
             .await
-            .map_err(|e| BrokerError::Connection((*e).clone()))
+            .map_err(|e| BrokerError::Connection((*e).clone()))?;
+        // As in `storage`: a row read while its change was announced serves only this call.
+        if self.forgotten.load(Ordering::SeqCst) != before {
+            self.delegated.invalidate(&id).await;
+        }
+        Ok(loaded)
     }
 
     /// Whether a connection works only as each user, with their own account (delegated

@@ -3,7 +3,7 @@
 
 use sqlx::PgConnection;
 
-use super::{EventError, Lifecycle, SyncIssue, actor, links, transfer};
+use super::{EventError, Lifecycle, NO_USER, SyncIssue, actor, links, transfer};
 use crate::audit::{self, AuditEvent, Outcome};
 use crate::broker::mapping::{self, ARCHIVE_FOLDER, Mapping};
 use crate::broker::records::{self, FolderState, IssueFolder};
@@ -170,11 +170,6 @@ async fn follow(
     audit_folder(tx, "issue_folder.move", issue, Some(&record), &wanted, None).await?;
     Ok(Some(wanted))
 }
-
-/// Why a folder in a delegated connection stays put (in the audit trail, for the admin who
-/// wonders why a folder still has the issue's old key).
-const NO_USER: &str = "the storage works only as each user, with their own account, so \
-                       filebridge cannot move folders in it without one";
 
 /// A folder that should move but lives in, or should go to, a storage that works only as
 /// each user: it stays where it is, recorded under the issue's current key and project, so

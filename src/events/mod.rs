@@ -60,6 +60,11 @@ pub struct ProjectChanged {
     pub project_id: String,
 }
 
+/// Why a folder in a delegated connection stays put (in the audit trail, for the admin who
+/// wonders why a folder still has the issue's old key).
+const NO_USER: &str = "the storage works only as each user, with their own account, so \
+                       filebridge cannot change folders in it without one";
+
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
     #[error("jira.service_token is not set: filebridge cannot read Jira for events")]

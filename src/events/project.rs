@@ -3,7 +3,7 @@
 //! gives all of the project's issues new keys without an event for each.
 
 use super::folders::{lock, move_within};
-use super::{EventError, Lifecycle, SYNC_ISSUE, SyncIssue, actor};
+use super::{EventError, Lifecycle, NO_USER, SYNC_ISSUE, SyncIssue, actor};
 use crate::audit::{self, AuditEvent, Outcome};
 use crate::broker::{mapping, records};
 use crate::jira::{Credential, JiraError};
@@ -32,11 +32,12 @@ pub(super) async fn project_changed(lc: &Lifecycle, project_id: &str) -> Result<
     let old_root = current.root(rules)?;
     // A storage that works only as each user cannot be changed without one: the root keeps
     // its name there (the mapping still follows the key).
-    let kept_root = lc.broker.needs_user(current.connection_id).await?;
+    let renamed = renamed_root(&current.root, &current.project_key, &project.key);
+    let kept_root = renamed != current.root && lc.broker.needs_user(current.connection_id).await?;
     let new_root = if kept_root {
         current.root.clone()
     } else {
-        renamed_root(&current.root, &current.project_key, &project.key)
+        renamed
     };
     if new_root != current.root {
         let to = StoragePath::parse(&new_root, rules)?;
@@ -62,9 +63,7 @@ pub(super) async fn project_changed(lc: &Lifecycle, project_id: &str) -> Result<
         "previous_root": current.root,
     });
     if kept_root {
-        event.details["note"] = "root not renamed: the storage works only as each user, with \
-                                 their own account, so filebridge cannot rename it without one"
-            .into();
+        event.details["note"] = format!("root not renamed: {NO_USER}").into();
     }
     audit::record(&mut tx, &event).await?;
     // The issues' keys changed too; each one's folder follows in its own job.

@@ -58,6 +58,47 @@ impl World {
         .await;
     }
 
+    async fn sync_jobs(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'sync_issue'")
+            .fetch_one(&self.pool().await)
+            .await
+            .unwrap()
+    }
+
+    /// The app itself may write in the site (Sites.Selected), and the connection says it
+    /// does background work.
+    async fn background_as_app(&self) {
+        self.graph
+            .grant_sites_selected(&self.client, &self.site, fake_graph::Access::Write);
+        let path = format!("/api/v1/admin/connections/{}", self.id);
+        let mut connection: Value = self
+            .app
+            .get_as(&path, "root-pat")
+            .await
+            .json()
+            .await
+            .unwrap();
+        connection["settings"]["background"] = "app".into();
+        let replaced = self
+            .app
+            .client
+            .put(self.app.url(&path))
+            .bearer_auth("root-pat")
+            .json(
+                &serde_json::json!({"name": connection["name"], "kind": "sharepoint",
+                                      "settings": connection["settings"]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            replaced.status(),
+            StatusCode::OK,
+            "{:?}",
+            replaced.text().await
+        );
+    }
+
     /// The issue's recorded folder: (key, path, state).
     async fn record(&self) -> (String, String, String) {
         sqlx::query_as("SELECT issue_key, path, state FROM issue_folders")
@@ -132,6 +173,7 @@ async fn a_renamed_issue_keeps_its_folder_and_files_when_nobody_can_move_them() 
     assert!(links[0]["object"].get("summary").is_none(), "{links:?}");
 
     // Syncing the issue again (reconciliation) changes nothing and audits nothing.
+    let syncs = world.sync_jobs().await;
     let run = world
         .app
         .client
@@ -142,6 +184,10 @@ async fn a_renamed_issue_keeps_its_folder_and_files_when_nobody_can_move_them() 
         .unwrap();
     assert_eq!(run.status(), StatusCode::ACCEPTED);
     world.jobs_done().await;
+    assert!(
+        world.sync_jobs().await > syncs,
+        "the issue was synced again"
+    );
     assert_eq!(world.record().await.0, "PROJ-7");
     assert_eq!(world.folder_audit().await.len(), 1);
 }
@@ -219,37 +265,7 @@ async fn a_project_key_change_keeps_the_root_and_the_files() {
 #[tokio::test]
 async fn with_background_as_the_app_folders_follow_their_issues() {
     let world = world().await;
-    // The app itself may write in the site (Sites.Selected), and the connection says so.
-    world
-        .graph
-        .grant_sites_selected(&world.client, &world.site, fake_graph::Access::Write);
-    let path = format!("/api/v1/admin/connections/{}", world.id);
-    let mut connection: Value = world
-        .app
-        .get_as(&path, "root-pat")
-        .await
-        .json()
-        .await
-        .unwrap();
-    connection["settings"]["background"] = "app".into();
-    let replaced = world
-        .app
-        .client
-        .put(world.app.url(&path))
-        .bearer_auth("root-pat")
-        .json(
-            &serde_json::json!({"name": connection["name"], "kind": "sharepoint",
-                                  "settings": connection["settings"]}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        replaced.status(),
-        StatusCode::OK,
-        "{:?}",
-        replaced.text().await
-    );
+    world.background_as_app().await;
 
     world.app.jira.rename_issue("PROJ-1", "PROJ-7").await;
     world.app.jira.create_issue("PROJ", "PROJ-2").await;
@@ -282,4 +298,31 @@ async fn with_background_as_the_app_folders_follow_their_issues() {
     // What the app sees is not what users see: still no count on the link.
     let links = world.app.jira.remote_links("PROJ-7");
     assert!(links[0]["object"].get("summary").is_none(), "{links:?}");
+}
+
+#[tokio::test]
+async fn folders_kept_in_place_move_with_their_next_change_once_the_app_may_act() {
+    let world = world().await;
+    world.app.jira.rename_issue("PROJ-1", "PROJ-7").await;
+    world.jobs_done().await;
+    assert_eq!(world.record().await.1, "PROJ/PROJ-1", "kept in place");
+    world.background_as_app().await;
+    world.app.jira.rename_issue("PROJ-7", "PROJ-8").await;
+    world.jobs_done().await;
+    assert_eq!(
+        world.record().await,
+        ("PROJ-8".into(), "PROJ/PROJ-8".into(), "active".into())
+    );
+    assert_eq!(
+        world.file("/Jira/PROJ/PROJ-8/report.txt").as_deref(),
+        Some(&b"hello"[..])
+    );
+    assert_eq!(world.graph.item_id(&world.drive, "/Jira/PROJ/PROJ-1"), None);
+    let actions: Vec<String> = world
+        .folder_audit()
+        .await
+        .into_iter()
+        .map(|a| a.0)
+        .collect();
+    assert_eq!(actions, ["issue_folder.keep", "issue_folder.move"]);
 }
