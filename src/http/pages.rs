@@ -61,17 +61,32 @@ async fn asset(content_type: &'static str, body: &'static [u8]) -> HttpResponse 
 pub const STATIC_POLICY: &str =
     "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The sign-in callback's page when the account was not connected: Microsoft's `reason`
-/// (it comes from the address, so it is escaped), or else a state that is not valid; and
-/// `again`, the address that starts the sign-in anew, when the sign-in is known.
-pub fn not_connected(reason: Option<&str>, again: Option<&str>) -> String {
-    let why = match reason {
-        Some(reason) => format!(
+/// Why the sign-in callback did not connect the account.
+pub enum NotConnected<'a> {
+    /// Microsoft did not complete the sign-in; its reason comes from the address.
+    Declined(&'a str),
+    /// The state is not valid (expired, used, another browser's or user's).
+    StaleState,
+    /// Redeeming the sign-in failed on the way (Microsoft, or filebridge's database).
+    Failed,
+}
+
+/// The sign-in callback's page when the account was not connected, saying why (escaped: a
+/// reason comes from the address), and `again`, the address that starts the sign-in anew,
+/// when the sign-in is known.
+pub fn not_connected(why: NotConnected<'_>, again: Option<&str>) -> String {
+    let why = match why {
+        NotConnected::Declined(reason) => format!(
             "<p>Microsoft's reason:</p><pre>{}</pre>",
             html_escape::encode_text(reason.trim())
         ),
-        None => "<p>This sign-in is not valid any more: it expired, was already used, or was \
-                 started in another browser or by another user.</p>"
+        NotConnected::StaleState => "<p>This sign-in is not valid any more: it expired, was \
+                                     already used, or was started in another browser or by \
+                                     another user.</p>"
+            .to_string(),
+        NotConnected::Failed => "<p>filebridge could not finish it: Microsoft or filebridge's \
+                                 database did not answer as expected. Please try again in a \
+                                 moment.</p>"
             .to_string(),
     };
     let next = match again {
@@ -94,7 +109,7 @@ mod tests {
     #[test]
     fn the_reason_and_the_link_cannot_become_markup() {
         let page = super::not_connected(
-            Some("access_denied: <script>alert(1)</script>"),
+            super::NotConnected::Declined("access_denied: <script>alert(1)</script>"),
             Some("https://jira.example.test/connect?return_to=\"><script>"),
         );
         assert!(!page.contains("<script>"), "{page}");

@@ -5,7 +5,7 @@ use actix_web::cookie::Cookie;
 use actix_web::http::header::{
     Accept, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
 };
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
@@ -28,9 +28,10 @@ pub(super) struct CallbackQuery {
 
 /// `GET /oauth/microsoft/callback?code=…&state=…` (or `?error=…&error_description=…`).
 ///
-/// A person's browser lands here, so the refusals they can act on (a sign-in Microsoft did not
-/// complete, a state that is not valid) are a short page (400) for a client that asks for
-/// HTML first, as a browser's navigation does; everyone else gets the 400 problem document.
+/// A person's browser lands here, so whatever keeps the account from being connected (a
+/// sign-in Microsoft did not complete, a state that is not valid, a failure on the way) is a
+/// short page for a client that asks for HTML first, as a browser's navigation does; everyone
+/// else gets the problem document. Both carry the same status.
 pub(super) async fn callback(
     MaybeUser(caller): MaybeUser,
     req: HttpRequest,
@@ -41,9 +42,7 @@ pub(super) async fn callback(
 ) -> Result<HttpResponse, ApiError> {
     let pending = match take_state(&req, &query, &pool, &cipher).await {
         Ok(pending) => pending,
-        Err(AccountError::BadState) if wants_html(&req) => {
-            return Ok(not_connected(&req, &AccountError::BadState, None));
-        }
+        Err(e) if wants_html(&req) => return Ok(not_connected(&req, e, None)),
         Err(e) => return Err(e.into()),
     };
     // Trying again starts a new sign-in for the same connection, going back to the same place.
@@ -62,9 +61,7 @@ pub(super) async fn callback(
     .await
     {
         Ok(response) => Ok(response),
-        Err(e @ (AccountError::BadState | AccountError::SignInFailed(_))) if wants_html(&req) => {
-            Ok(not_connected(&req, &e, Some(&again)))
-        }
+        Err(e) if wants_html(&req) => Ok(not_connected(&req, e, Some(&again))),
         Err(e) => Err(e.into()),
     }
 }
@@ -168,22 +165,33 @@ fn wants_html(req: &HttpRequest) -> bool {
         .is_some_and(|accept| accept.preference().essence_str() == "text/html")
 }
 
-/// 400, as a page (see [`pages::not_connected`]). A sign-in that is known (`again`) was the
-/// state cookie's, used up now, so the cookie goes too; otherwise the cookie may hold another
-/// sign-in under way in another tab, and stays.
-fn not_connected(req: &HttpRequest, error: &AccountError, again: Option<&str>) -> HttpResponse {
-    let reason = match error {
-        AccountError::SignInFailed(reason) => Some(reason.as_str()),
-        _ => None,
+/// `error` as a page (see [`pages::not_connected`]), with the status the API would answer
+/// (400 for the user's refusals, 5xx for failures on the way). A sign-in that is known
+/// (`again`) was the state cookie's, used up now, so the cookie goes too; otherwise the cookie
+/// may hold another sign-in under way in another tab, and stays.
+fn not_connected(req: &HttpRequest, error: AccountError, again: Option<&str>) -> HttpResponse {
+    let reason = match &error {
+        AccountError::SignInFailed(reason) => Some(reason.clone()),
+        AccountError::BadState => None,
+        other => {
+            tracing::warn!(error = %other, "a user's Microsoft sign-in could not be finished");
+            None
+        }
     };
-    let mut page = HttpResponse::BadRequest();
+    let why = match (&error, &reason) {
+        (_, Some(reason)) => pages::NotConnected::Declined(reason),
+        (AccountError::BadState, None) => pages::NotConnected::StaleState,
+        _ => pages::NotConnected::Failed,
+    };
+    let status = ApiError::from(error).status_code();
+    let mut page = HttpResponse::build(status);
     page.insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
         .insert_header((CACHE_CONTROL, "no-store"))
         .insert_header((CONTENT_SECURITY_POLICY, pages::STATIC_POLICY));
     if again.is_some() {
         page.cookie(state_cookie_removal(req));
     }
-    page.body(pages::not_connected(reason, again))
+    page.body(pages::not_connected(why, again))
 }
 
 const CONNECTED_PAGE: &str = "<!DOCTYPE html><meta charset=\"utf-8\"><title>Account connected</title>\

@@ -156,3 +156,33 @@ async fn a_declined_sign_in_is_a_page_for_the_browser_uses_up_its_state_and_conn
     world.connect("alice-pat", &world.ms_alice).await;
     assert_eq!(world.actions().await, ["storage_account.connect"]);
 }
+
+#[tokio::test]
+async fn a_sign_in_that_cannot_be_finished_is_a_page_too() {
+    let world = world().await;
+    let sign_in = world
+        .sign_in_returning("alice-pat", &world.ms_alice, Some("/issues/PROJ-1"))
+        .await;
+    // Microsoft refuses the app's credential when filebridge redeems the code (the secret
+    // expired in between, say).
+    world.graph.remove_client_secrets(&world.client);
+    let page = callback_accepting(&world, &sign_in.callback, &sign_in.cookie, BROWSER_ACCEPT).await;
+    assert_eq!(page.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
+    assert!(header(&page, "set-cookie").starts_with("filebridge_oauth_state=;"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("filebridge could not finish it"), "{html}");
+    let again = returning(&world.connect_url(), "/issues/PROJ-1");
+    assert!(
+        html.contains(&format!(r#"<a href="{again}">Try again</a>"#)),
+        "{html}"
+    );
+    // Used up all the same, and nothing connected.
+    let replay =
+        callback_accepting(&world, &sign_in.callback, &sign_in.cookie, BROWSER_ACCEPT).await;
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        world.accounts("alice-pat").await["items"][0]["connected"],
+        false
+    );
+}
