@@ -134,6 +134,43 @@ impl FakeGraph {
         current
     }
 
+    /// Moves or renames the item at `from` to `to` (`/a/b`; `to`'s parent folders are made),
+    /// as a person would in SharePoint: the item keeps its id. Panics when `from` is missing
+    /// or `to` is taken.
+    pub fn move_item(&self, drive_id: &str, from: &str, to: &str) {
+        let (folder, name) = to
+            .trim_end_matches('/')
+            .rsplit_once('/')
+            .unwrap_or_else(|| panic!("fake Graph: `{to}` is not a path"));
+        let parent = self.put_folder(drive_id, folder);
+        let mut world = self.shared.world();
+        let id = world.drives[drive_id]
+            .walk(
+                &world.drives[drive_id].root,
+                &from
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_else(|| panic!("fake Graph: nothing at {from}"))
+            .id
+            .clone();
+        assert!(
+            world.drives[drive_id].child(&parent, name).is_none(),
+            "fake Graph: {to} is taken"
+        );
+        let now = world.now();
+        let drive = world.drive_mut(drive_id);
+        drive.unlink(&id, now);
+        let mut moved = drive.items.remove(&id).expect("exists");
+        moved.name = name.to_owned();
+        moved.parent = Some(parent);
+        moved.version += 1;
+        moved.modified = now;
+        drive.insert(moved);
+    }
+
     /// Stores a file at `path`, creating folders as needed and replacing an existing file;
     /// returns its id.
     pub fn put_file(&self, drive_id: &str, path: &str, content: impl Into<Bytes>) -> String {

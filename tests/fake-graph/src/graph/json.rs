@@ -141,7 +141,14 @@ pub fn item(world: &World, base: &str, drive: &Drive, item: &Item) -> Value {
     let parent_reference = match &item.parent {
         None => json!({"driveType": drive_type, "driveId": drive.id}),
         Some(parent) => {
-            let parent_path = drive.path_of(parent);
+            // "Percent-encoded path that can be used to navigate to the item" (itemReference),
+            // e.g. `/drive/root:/Documents/my%20file.docx`.
+            let parent_path: String = drive
+                .path_of(parent)
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(|s| format!("/{}", encode(s)))
+                .collect();
             json!({
                 "driveType": drive_type,
                 "driveId": drive.id,

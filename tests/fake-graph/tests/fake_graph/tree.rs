@@ -48,7 +48,8 @@ async fn folders_renames_moves_and_deletes() {
     assert_eq!(status, StatusCode::OK, "{moved}");
     assert_eq!(
         moved["parentReference"]["path"],
-        format!("/drives/{}/root:/PROJ 1", env.drive)
+        format!("/drives/{}/root:/PROJ%201", env.drive),
+        "percent-encoded, as itemReference documents"
     );
     assert_ne!(moved["eTag"], before["eTag"]);
     assert_eq!(
