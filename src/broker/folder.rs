@@ -146,6 +146,12 @@ impl FolderHandle {
         let (None, Some(issue)) = (&self.record, &self.access.issue) else {
             return Ok(());
         };
+        // The folder's own id, where the storage has ids that survive renames made in it; a
+        // failed look only costs that (the record then follows the path alone).
+        let item_id = match self.storage.stat(&self.base).await {
+            Ok(folder) => folder.lasting_id(),
+            Err(_) => None,
+        };
         let mut conn = self.pool.acquire().await?;
         records::put_if_absent(
             &mut conn,
@@ -155,6 +161,7 @@ impl FolderHandle {
                 project_id: issue.project_id.clone(),
                 connection_id: self.mapping.connection_id,
                 path: self.base_text.clone(),
+                item_id,
                 state: FolderState::Active,
                 updated_at: time::OffsetDateTime::now_utc(),
             },

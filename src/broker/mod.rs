@@ -6,8 +6,10 @@
 //! the operation needs. Every file operation goes through a handle.
 
 mod access;
+mod delegated;
 mod folder;
 pub mod invalidation;
+mod located;
 pub mod mapping;
 pub mod records;
 
@@ -23,19 +25,22 @@ use uuid::Uuid;
 pub use access::{Access, Scope};
 pub use folder::FolderHandle;
 
-use crate::accounts::{Links, UserTokens};
-use crate::auth::{JiraCaller, User};
+use crate::accounts::Links;
+use crate::auth::JiraCaller;
 use crate::egress::EgressClient;
 use crate::jira::{JiraClient, JiraError};
 use crate::metrics::CacheName;
 use crate::secrets::SecretCipher;
-use crate::storage::sharepoint::{self, Delegated};
+use crate::storage::sharepoint::Delegated;
 use crate::storage::{Storage, StorageError, registry};
 use mapping::Mapping;
 
 /// How long a cached connection or mapping may serve when Postgres' announcement of its
 /// change was missed (a listener reconnecting): a bound, not the mechanism.
 const CONFIG_TTL: Duration = Duration::from_secs(60);
+/// How long a recorded folder found where it was recorded is not looked up by id again: a
+/// rename made in the storage itself is followed within this.
+const FOLDER_CHECK_TTL: Duration = Duration::from_secs(60);
 /// A user's delegated storage (with its access token) is dropped after this long unused.
 const USER_STORAGE_IDLE: Duration = Duration::from_secs(3600);
 
@@ -57,6 +62,8 @@ pub enum BrokerError {
     Database(#[from] sqlx::Error),
     #[error("the storage connection cannot be opened: {0}")]
     Connection(String),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// What an operation needs from Jira.
@@ -89,6 +96,9 @@ pub struct Broker {
     /// user's access token, so an entry lives while the user keeps working.
     user_storages: Cache<(Uuid, String), Arc<dyn Storage>>,
     links: Links,
+    /// Recorded issue folders (connection, item id, recorded path) whose id the storage
+    /// placed at the recorded path lately: looked up again at most once a minute.
+    verified: Cache<(Uuid, String, String), ()>,
     /// Counts the forgetting of connections and mappings. A load that started before one
     /// may have read the old row; it must not go into the cache after the change was
     /// announced, or the old value would serve until the time limit.
@@ -135,6 +145,10 @@ impl Broker {
                 .support_invalidation_closures()
                 .build(),
             links: Links::new(public_url),
+            verified: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(FOLDER_CHECK_TTL)
+                .build(),
             forgotten: AtomicU64::new(0),
         }
     }
@@ -226,6 +240,10 @@ impl Broker {
             .map_or(mapping.connection_id, |r| r.connection_id);
         // Jira said yes; in delegated mode the storage, as this user, has its own say.
         let storage = self.storage_for(connection_id, &caller.user).await?;
+        let record = match record {
+            Some(record) => Some(self.located(storage.as_ref(), record, &caller.user).await?),
+            None => None,
+        };
         FolderHandle::new(
             storage,
             mapping,
@@ -305,86 +323,6 @@ impl Broker {
             self.storages.invalidate(&id).await;
         }
         Ok(opened)
-    }
-}
-
-impl Broker {
-    /// The delegated side of a connection (cached); `None` for connections that act as
-    /// themselves.
-    pub async fn delegated(&self, id: Uuid) -> Result<Option<Arc<Delegated>>, BrokerError> {
-        let pool = self.pool.clone();
-        let cipher = Arc::clone(&self.cipher);
-        let egress = self.egress.clone();
-        let before = self.forgotten.load(Ordering::SeqCst);
-        let loaded = self
-            .delegated
-            .try_get_with(id, async move {
-                let (kind, settings, secrets) =
-                    crate::connections::load_for_use(&pool, &cipher, id)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                match kind.as_str() {
-                    "sharepoint" => sharepoint::delegated(&settings, &secrets, &egress)
-                        .map_err(|e| e.to_string()),
-                    _ => Ok(None),
-                }
-            })
-            .await
-            .map_err(|e| BrokerError::Connection((*e).clone()))?;
-        // As in `storage`: a row read while its change was announced serves only this call.
-        if self.forgotten.load(Ordering::SeqCst) != before {
-            self.delegated.invalidate(&id).await;
-        }
-        Ok(loaded)
-    }
-
-    /// Whether a connection works only as each user, with their own account (delegated
-    /// mode without `background = "app"`): background work (Jira events) cannot act in its
-    /// storage, having no user.
-    pub async fn needs_user(&self, id: Uuid) -> Result<bool, BrokerError> {
-        Ok(self
-            .delegated(id)
-            .await?
-            .is_some_and(|d| !d.app_in_background()))
-    }
-
-    /// Whether each user sees the connection's files with their own account, so what the
-    /// app sees is not what any one user sees.
-    pub async fn is_delegated(&self, id: Uuid) -> Result<bool, BrokerError> {
-        Ok(self.delegated(id).await?.is_some())
-    }
-
-    /// The storage a request of `user` uses: the connection's own, or in delegated mode the
-    /// user's (refused with `AccountRequired` until the user has connected an account).
-    async fn storage_for(&self, id: Uuid, user: &User) -> Result<Arc<dyn Storage>, BrokerError> {
-        let Some(app) = self.delegated(id).await? else {
-            return self.storage(id).await;
-        };
-        let pool = self.pool.clone();
-        let cipher = Arc::clone(&self.cipher);
-        let connect_url = self.links.connect_url(id);
-        let user_key = user.key.clone();
-        // Concurrent first requests of a user share one storage, so one token refresh.
-        self.user_storages
-            .try_get_with((id, user.key.clone()), async move {
-                let connected: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM storage_accounts
-                                    WHERE connection_id = $1 AND user_key = $2)",
-                )
-                .bind(id)
-                .bind(&user_key)
-                .fetch_one(&pool)
-                .await
-                .map_err(|e| StorageError::Unavailable(format!("database: {e}")))?;
-                if !connected {
-                    return Err(StorageError::AccountRequired { connect_url });
-                }
-                let tokens =
-                    UserTokens::new(pool, cipher, Arc::clone(&app), id, user_key, connect_url);
-                app.open(Arc::new(tokens))
-            })
-            .await
-            .map_err(|e| BrokerError::Storage((*e).clone()))
     }
 }
 

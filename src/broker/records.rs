@@ -24,12 +24,16 @@ pub struct IssueFolder {
     pub connection_id: Uuid,
     /// Relative to the connection's root.
     pub path: String,
+    /// The storage's id of the folder, where ids survive renames made in the storage itself
+    /// (see [`crate::storage::Storage::path_of`]).
+    pub item_id: Option<String>,
     pub state: FolderState,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
 
-const COLUMNS: &str = "issue_id, issue_key, project_id, connection_id, path, state, updated_at";
+const COLUMNS: &str =
+    "issue_id, issue_key, project_id, connection_id, path, item_id, state, updated_at";
 
 pub async fn by_issue_id<'e>(
     db: impl PgExecutor<'e>,
@@ -70,10 +74,11 @@ pub async fn put(conn: &mut PgConnection, folder: &IssueFolder) -> Result<(), sq
     .execute(&mut *conn)
     .await?;
     sqlx::query(
-        "INSERT INTO issue_folders (issue_id, issue_key, project_id, connection_id, path, state)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO issue_folders
+             (issue_id, issue_key, project_id, connection_id, path, state, item_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (issue_id) DO UPDATE SET issue_key = $2, project_id = $3,
-             connection_id = $4, path = $5, state = $6, updated_at = now()",
+             connection_id = $4, path = $5, state = $6, item_id = $7, updated_at = now()",
     )
     .bind(&folder.issue_id)
     .bind(&folder.issue_key)
@@ -81,6 +86,7 @@ pub async fn put(conn: &mut PgConnection, folder: &IssueFolder) -> Result<(), sq
     .bind(folder.connection_id)
     .bind(&folder.path)
     .bind(folder.state)
+    .bind(&folder.item_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -93,8 +99,9 @@ pub async fn put_if_absent(
     folder: &IssueFolder,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO issue_folders (issue_id, issue_key, project_id, connection_id, path, state)
-         SELECT $1, $2, $3, $4, $5, 'active'
+        "INSERT INTO issue_folders
+             (issue_id, issue_key, project_id, connection_id, path, state, item_id)
+         SELECT $1, $2, $3, $4, $5, 'active', $6
          WHERE NOT EXISTS (SELECT 1 FROM issue_folders WHERE issue_key = $2 AND state = 'active')
          ON CONFLICT (issue_id) DO NOTHING",
     )
@@ -103,9 +110,31 @@ pub async fn put_if_absent(
     .bind(&folder.project_id)
     .bind(folder.connection_id)
     .bind(&folder.path)
+    .bind(&folder.item_id)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Records that an active folder was found at `to` (renamed or moved in the storage itself),
+/// if it is still recorded at `from`: a concurrent change of the record wins. Returns
+/// whether the record changed.
+pub async fn relocate(
+    conn: &mut PgConnection,
+    issue_id: &str,
+    from: &str,
+    to: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE issue_folders SET path = $3, updated_at = now()
+         WHERE issue_id = $1 AND path = $2 AND state = 'active'",
+    )
+    .bind(issue_id)
+    .bind(from)
+    .bind(to)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Moves every recorded path under `old_root` to `new_root` (a project root renamed).

@@ -91,6 +91,7 @@ async fn adopt(
         project_id: previous.project_id.clone(),
         connection_id: mapping.connection_id,
         path: path.to_string(),
+        item_id: None,
         state: FolderState::Active,
         updated_at: time::OffsetDateTime::now_utc(),
     }))
@@ -134,6 +135,7 @@ async fn follow(
         project_id: issue.project_id.clone(),
         connection_id: mapping.connection_id,
         path: desired.to_string(),
+        item_id: None,
         state: FolderState::Active,
         updated_at: time::OffsetDateTime::now_utc(),
     };
@@ -142,7 +144,11 @@ async fn follow(
         if !mapping.auto_create || lc.broker.needs_user(mapping.connection_id).await? {
             return Ok(None);
         }
-        storage.create_folder(&desired).await?;
+        let created = storage.create_folder(&desired).await?;
+        let wanted = IssueFolder {
+            item_id: created.lasting_id(),
+            ..wanted
+        };
         records::put(tx, &wanted).await?;
         audit_folder(tx, "issue_folder.create", issue, None, &wanted, None).await?;
         return Ok(Some(wanted));
@@ -158,14 +164,20 @@ async fn follow(
     {
         return keep(tx, issue, record, &wanted).await.map(Some);
     }
-    if record.connection_id == wanted.connection_id {
-        let from = StoragePath::parse(&record.path, rules)?;
+    let wanted = if record.connection_id == wanted.connection_id {
+        let from = located(storage.as_ref(), &record).await?;
         move_within(storage.as_ref(), &from, &desired).await?;
+        // A rename keeps the folder's id.
+        IssueFolder {
+            item_id: record.item_id.clone(),
+            ..wanted
+        }
     } else {
         let source = lc.broker.storage(record.connection_id).await?;
-        let from = StoragePath::parse(&record.path, source.name_rules())?;
+        let from = located(source.as_ref(), &record).await?;
         transfer::move_across(source.as_ref(), &from, storage.as_ref(), &desired).await?;
-    }
+        wanted
+    };
     records::put(tx, &wanted).await?;
     audit_folder(tx, "issue_folder.move", issue, Some(&record), &wanted, None).await?;
     Ok(Some(wanted))
@@ -201,6 +213,19 @@ async fn keep(
     )
     .await?;
     Ok(kept)
+}
+
+/// Where a recorded folder is now: found by its id when it was renamed or moved in the
+/// storage itself (a user renamed it in SharePoint), else where it was recorded.
+async fn located(
+    storage: &dyn crate::storage::Storage,
+    record: &IssueFolder,
+) -> Result<StoragePath, EventError> {
+    let recorded = StoragePath::parse(&record.path, storage.name_rules())?;
+    let Some(id) = &record.item_id else {
+        return Ok(recorded);
+    };
+    Ok(storage.path_of(id).await?.unwrap_or(recorded))
 }
 
 /// Renames a folder inside one storage. Safe to repeat: a folder already moved (the job
@@ -254,7 +279,7 @@ async fn archive(
     if lc.settings.archive_deleted && !needs_user {
         let storage = lc.broker.storage(record.connection_id).await?;
         let rules = storage.name_rules();
-        let from = StoragePath::parse(&record.path, rules)?;
+        let from = located(storage.as_ref(), &record).await?;
         let mapping = mapping::by_project_id(&mut *tx, &record.project_id).await?;
         let target =
             archive_target(storage.as_ref(), &from, mapping.as_ref(), &record, rules).await?;

@@ -290,6 +290,7 @@ impl From<BrokerError> for ApiError {
             BrokerError::Storage(e) => ApiError::Storage(e),
             BrokerError::Database(e) => ApiError::Database(DbError::Unreachable(e)),
             BrokerError::Connection(reason) => ApiError::Storage(StorageError::Backend(reason)),
+            BrokerError::Audit(e) => ApiError::Audit(e),
         }
     }
 }

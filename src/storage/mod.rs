@@ -50,6 +50,14 @@ pub struct Item {
     pub etag: Option<String>,
 }
 
+impl Item {
+    /// The id, when the store's ids are not simply its paths (they then survive renames made
+    /// in the store itself; see [`Storage::path_of`]).
+    pub fn lasting_id(&self) -> Option<String> {
+        (self.id != self.path).then(|| self.id.clone())
+    }
+}
+
 /// An inclusive byte range as asked for by `Range: bytes=start-end`; `end: None` means to the
 /// end of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,4 +139,12 @@ pub trait Storage: Send + Sync {
 
     /// A cheap round trip that proves the store is reachable with the credentials.
     async fn health(&self) -> Result<(), StorageError>;
+
+    /// Where the item `id` (an [`Item::id`] it reported) is now, for stores whose ids survive
+    /// renames and moves made in the store itself (Graph's driveItem ids). `None` for stores
+    /// addressed by path, and when the item is gone or no longer below the connection's root.
+    async fn path_of(&self, id: &str) -> Result<Option<StoragePath>, StorageError> {
+        let _ = id;
+        Ok(None)
+    }
 }

@@ -355,6 +355,10 @@ impl Storage for SharePoint {
         ops::delete(self, path).await
     }
 
+    async fn path_of(&self, id: &str) -> Result<Option<StoragePath>, StorageError> {
+        ops::path_of(self, id).await
+    }
+
     async fn health(&self) -> Result<(), StorageError> {
         if let Some(check) = &self.credential_check {
             return check.token().await.map(|_| ());

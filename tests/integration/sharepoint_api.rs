@@ -12,6 +12,8 @@ use sqlx::PgPool;
 
 use crate::helpers::{TestApp, spawn_app};
 
+mod renames;
+
 pub const SECRET: &str = "app-secret-value";
 
 pub struct World {

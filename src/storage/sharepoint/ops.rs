@@ -1,10 +1,12 @@
 //! Listing, stat, download, folders, rename/move and delete over Graph's driveItem API.
 
+use percent_encoding::utf8_percent_encode;
 use reqwest::Method;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use serde_json::json;
 
 use super::graph::{Body, DriveItem, read_json};
+use super::settings::ID;
 use super::{Page, SharePoint};
 use crate::storage::http::idle_limited;
 use crate::storage::{ByteRange, Download, Item, StorageError, StoragePath};
@@ -250,6 +252,70 @@ pub(super) async fn delete(sp: &SharePoint, path: &StoragePath) -> Result<(), St
         Ok(_) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Located {
+    name: String,
+    #[serde(default)]
+    parent_reference: Option<ParentPath>,
+}
+
+#[derive(serde::Deserialize)]
+struct ParentPath {
+    #[serde(default)]
+    path: Option<String>,
+}
+
+/// The library path of an item by id (`Jira/PROJ/PROJ-1`, decoded), from its name and its
+/// parent's "percent-encoded path" (`/drives/{id}/root:/Jira/PROJ`; the part before the first
+/// `:` can be ignored, as the itemReference page says). `None` for the library's root.
+/// `drive` and `id` are percent-encoded.
+async fn library_path(
+    sp: &SharePoint,
+    drive: &str,
+    id: &str,
+) -> Result<Option<String>, StorageError> {
+    let mut url = sp.graph.url(&format!("/drives/{drive}/items/{id}"))?;
+    url.query_pairs_mut()
+        .append_pair("$select", "name,parentReference");
+    let item: Located = sp.graph.get(url).await?;
+    let Some(parent) = item.parent_reference.and_then(|p| p.path) else {
+        return Ok(None);
+    };
+    let parent = parent.split_once(':').map_or("", |(_, rest)| rest);
+    let parent = percent_encoding::percent_decode_str(parent)
+        .decode_utf8()
+        .map_err(|e| StorageError::Backend(format!("a parent path that is not UTF-8: {e}")))?;
+    let parent = parent.trim_matches('/');
+    Ok(Some(match parent {
+        "" => item.name,
+        parent => format!("{parent}/{}", item.name),
+    }))
+}
+
+/// Where the item `id` is now, relative to the connection's root (itself found by id, so a
+/// rename above it changes nothing); `None` once it is gone or outside the root.
+pub(super) async fn path_of(
+    sp: &SharePoint,
+    id: &str,
+) -> Result<Option<StoragePath>, StorageError> {
+    let resolved = sp.resolved().await?;
+    let encoded = utf8_percent_encode(id, ID).to_string();
+    let item = match library_path(sp, &resolved.drive, &encoded).await {
+        Ok(Some(path)) => path,
+        Ok(None) | Err(StorageError::NotFound) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let root = library_path(sp, &resolved.drive, &resolved.root).await?;
+    let relative = match root.as_deref() {
+        None => Some(item.as_str()),
+        Some(root) => item
+            .strip_prefix(root)
+            .and_then(|rest| rest.strip_prefix('/')),
+    };
+    Ok(relative.and_then(|r| StoragePath::parse(r, super::names::RULES).ok()))
 }
 
 #[cfg(test)]

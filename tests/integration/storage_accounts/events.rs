@@ -326,3 +326,24 @@ async fn folders_kept_in_place_move_with_their_next_change_once_the_app_may_act(
         .collect();
     assert_eq!(actions, ["issue_folder.keep", "issue_folder.move"]);
 }
+
+#[tokio::test]
+async fn a_folder_renamed_in_sharepoint_is_found_by_id_when_its_issue_moves() {
+    let world = world().await;
+    world.background_as_app().await;
+    world
+        .graph
+        .move_item(&world.drive, "/Jira/PROJ/PROJ-1", "/Jira/PROJ/Contracts");
+    world.app.jira.rename_issue("PROJ-1", "PROJ-7").await;
+    world.jobs_done().await;
+    assert_eq!(
+        world.file("/Jira/PROJ/PROJ-7/report.txt").as_deref(),
+        Some(&b"hello"[..]),
+        "moved from where it was renamed to"
+    );
+    assert_eq!(
+        world.graph.item_id(&world.drive, "/Jira/PROJ/Contracts"),
+        None
+    );
+    assert_eq!(world.record().await.1, "PROJ/PROJ-7");
+}
