@@ -241,7 +241,10 @@ impl Broker {
         // Jira said yes; in delegated mode the storage, as this user, has its own say.
         let storage = self.storage_for(connection_id, &caller.user).await?;
         let record = match record {
-            Some(record) => Some(self.located(storage.as_ref(), record, &caller.user).await?),
+            Some(record) => Some(
+                self.located(storage.as_ref(), record, &caller.user, need != Need::Read)
+                    .await?,
+            ),
             None => None,
         };
         FolderHandle::new(

@@ -117,8 +117,8 @@ pub async fn put_if_absent(
 }
 
 /// Records that an active folder was found at `to` (renamed or moved in the storage itself),
-/// if it is still recorded at `from`: a concurrent change of the record wins. Returns
-/// whether the record changed.
+/// if it is still recorded at `from` (a concurrent change of the record wins) and no other
+/// issue's folder is recorded there. Returns whether the record changed.
 pub async fn relocate(
     conn: &mut PgConnection,
     issue_id: &str,
@@ -126,8 +126,11 @@ pub async fn relocate(
     to: &str,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE issue_folders SET path = $3, updated_at = now()
-         WHERE issue_id = $1 AND path = $2 AND state = 'active'",
+        "UPDATE issue_folders f SET path = $3, updated_at = now()
+         WHERE issue_id = $1 AND path = $2 AND state = 'active'
+           AND NOT EXISTS (SELECT 1 FROM issue_folders o
+                           WHERE o.connection_id = f.connection_id AND o.issue_id <> $1
+                             AND lower(o.path) = lower($3) AND o.state = 'active')",
     )
     .bind(issue_id)
     .bind(from)

@@ -159,6 +159,15 @@ async fn follow(
         }
         return Ok(Some(wanted));
     }
+    // A folder tracked by id whose issue kept its key, project and connection is where
+    // someone put it in the storage itself (renamed it in SharePoint): it stays there.
+    if record.item_id.is_some()
+        && record.connection_id == wanted.connection_id
+        && record.issue_key == wanted.issue_key
+        && record.project_id == wanted.project_id
+    {
+        return Ok(Some(record));
+    }
     if lc.broker.needs_user(record.connection_id).await?
         || lc.broker.needs_user(wanted.connection_id).await?
     {
@@ -176,7 +185,12 @@ async fn follow(
         let source = lc.broker.storage(record.connection_id).await?;
         let from = located(source.as_ref(), &record).await?;
         transfer::move_across(source.as_ref(), &from, storage.as_ref(), &desired).await?;
-        wanted
+        // A new folder in the new storage: its own id, where ids last.
+        let arrived = found(storage.as_ref(), &desired).await?;
+        IssueFolder {
+            item_id: arrived.and_then(|folder| folder.lasting_id()),
+            ..wanted
+        }
     };
     records::put(tx, &wanted).await?;
     audit_folder(tx, "issue_folder.move", issue, Some(&record), &wanted, None).await?;
@@ -235,15 +249,23 @@ pub(super) async fn move_within(
     from: &StoragePath,
     to: &StoragePath,
 ) -> Result<(), EventError> {
-    let source_exists = exists(storage, from).await?;
-    let target_exists = exists(storage, to).await?;
-    match (source_exists, target_exists) {
-        (false, _) => Ok(()),
-        (true, true) => Err(EventError::Stuck(format!(
+    if from == to {
+        // Already there: a repeated job, or someone put it there in the storage itself.
+        return Ok(());
+    }
+    let source = found(storage, from).await?;
+    let target = found(storage, to).await?;
+    match (source, target) {
+        (None, _) => Ok(()),
+        // One item under two spellings (SharePoint's names ignore case).
+        (Some(source), Some(target)) if source.id == target.id && source.lasting_id().is_some() => {
+            Ok(())
+        }
+        (Some(_), Some(_)) => Err(EventError::Stuck(format!(
             "cannot move the folder {from} to {to}: something is already there; move or \
              remove one of them, then retry the job"
         ))),
-        (true, false) => {
+        (Some(_), None) => {
             if let Some(parent) = to.parent().filter(|p| !p.is_root()) {
                 storage.create_folder(&parent).await?;
             }
@@ -257,9 +279,16 @@ pub(super) async fn exists(
     storage: &dyn crate::storage::Storage,
     path: &StoragePath,
 ) -> Result<bool, StorageError> {
+    Ok(found(storage, path).await?.is_some())
+}
+
+async fn found(
+    storage: &dyn crate::storage::Storage,
+    path: &StoragePath,
+) -> Result<Option<crate::storage::Item>, StorageError> {
     match storage.stat(path).await {
-        Ok(_) => Ok(true),
-        Err(StorageError::NotFound) => Ok(false),
+        Ok(item) => Ok(Some(item)),
+        Err(StorageError::NotFound) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -322,6 +351,10 @@ async fn archive_target(
         _ => from.parent().unwrap_or_default(),
     };
     let archive = root.child(ARCHIVE_FOLDER, rules)?;
+    if from.parent().as_ref() == Some(&archive) {
+        // Archived already (a repeated job found it there by its id).
+        return Ok(from.clone());
+    }
     let name = match from.name() {
         "" => record.issue_id.clone(),
         name => name.to_string(),

@@ -284,7 +284,11 @@ async fn library_path(
     let Some(parent) = item.parent_reference.and_then(|p| p.path) else {
         return Ok(None);
     };
-    let parent = parent.split_once(':').map_or("", |(_, rest)| rest);
+    let Some((_, parent)) = parent.split_once(':') else {
+        return Err(StorageError::Backend(format!(
+            "an item's parent path without `:`: {parent}"
+        )));
+    };
     let parent = percent_encoding::percent_decode_str(parent)
         .decode_utf8()
         .map_err(|e| StorageError::Backend(format!("a parent path that is not UTF-8: {e}")))?;

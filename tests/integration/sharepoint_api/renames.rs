@@ -61,11 +61,27 @@ async fn an_issue_folder_renamed_in_sharepoint_keeps_its_files() {
         relocations[0].1.as_deref(),
         Some("PROJ/2026/PROJ-1 contract")
     );
-    assert_eq!(relocations[0].2["from"], "PROJ/PROJ-1");
+    assert_eq!(relocations[0].2["from"]["path"], "PROJ/PROJ-1");
 
     // Moved out of the connection's root: nothing of it is reachable through the issue any
     // more (the record stays where it was; an upload makes a new folder there).
     w.graph
         .move_item(&w.drive, "/Jira/PROJ/2026/PROJ-1 contract", "/Elsewhere");
-    assert_eq!(w.listed("").await, []);
+    assert_eq!(w.put("c.txt", b"c".to_vec()).await.status(), 201);
+    assert_eq!(
+        w.listed("").await,
+        [("c.txt".to_string(), "file".to_string(), Some(1))]
+    );
+    let recorded: String = sqlx::query_scalar("SELECT path FROM issue_folders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(recorded, "PROJ/2026/PROJ-1 contract", "the record stands");
+    let relocations: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE action = 'issue_folder.relocate'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(relocations, 1);
 }

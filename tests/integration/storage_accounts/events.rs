@@ -347,3 +347,41 @@ async fn a_folder_renamed_in_sharepoint_is_found_by_id_when_its_issue_moves() {
     );
     assert_eq!(world.record().await.1, "PROJ/PROJ-7");
 }
+
+#[tokio::test]
+async fn a_name_given_in_sharepoint_stays_until_the_issue_gets_a_new_key() {
+    let world = world().await;
+    world.background_as_app().await;
+    world
+        .graph
+        .move_item(&world.drive, "/Jira/PROJ/PROJ-1", "/Jira/PROJ/Contracts");
+    assert_eq!(world.names_in("PROJ-1").await, ["report.txt"]);
+    assert_eq!(world.record().await.1, "PROJ/Contracts");
+    // Syncing the issue (nothing changed in Jira) leaves the name someone gave it.
+    let run = world
+        .app
+        .client
+        .post(world.app.url("/api/v1/admin/reconcile"))
+        .bearer_auth("root-pat")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.status(), StatusCode::ACCEPTED);
+    world.jobs_done().await;
+    assert!(world.sync_jobs().await > 0);
+    assert_eq!(
+        world.file("/Jira/PROJ/Contracts/report.txt").as_deref(),
+        Some(&b"hello"[..])
+    );
+    // Someone already gave it the new key's name in SharePoint: the move finds nothing to do.
+    world
+        .graph
+        .move_item(&world.drive, "/Jira/PROJ/Contracts", "/Jira/PROJ/PROJ-9");
+    world.app.jira.rename_issue("PROJ-1", "PROJ-9").await;
+    world.jobs_done().await;
+    assert_eq!(
+        world.record().await,
+        ("PROJ-9".into(), "PROJ/PROJ-9".into(), "active".into())
+    );
+    assert_eq!(world.names_in("PROJ-9").await, ["report.txt"]);
+}
