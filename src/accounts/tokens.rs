@@ -7,27 +7,17 @@
 //! and then uses the new refresh token instead of the one Microsoft just replaced.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sqlx::PgPool;
-use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::{AccountError, store};
 use crate::audit::{self, Actor, AuditEvent, Outcome};
 use crate::secrets::SecretCipher;
 use crate::storage::StorageError;
-use crate::storage::sharepoint::{Delegated, Grant, GrantError, TokenSource};
-
-/// An access token is replaced this long before it expires (or at half its life).
-const REFRESH_MARGIN: Duration = Duration::from_secs(300);
-
-struct Cached {
-    token: SecretString,
-    refresh_at: Instant,
-}
+use crate::storage::sharepoint::{CachedToken, Delegated, Grant, GrantError, TokenSource};
 
 pub struct UserTokens {
     pool: PgPool,
@@ -36,7 +26,7 @@ pub struct UserTokens {
     connection_id: Uuid,
     user_key: String,
     connect_url: String,
-    cache: Mutex<Option<Cached>>,
+    cache: CachedToken,
 }
 
 impl UserTokens {
@@ -55,7 +45,7 @@ impl UserTokens {
             connection_id,
             user_key,
             connect_url,
-            cache: Mutex::new(None),
+            cache: CachedToken::default(),
         }
     }
 
@@ -123,30 +113,16 @@ impl UserTokens {
 #[async_trait]
 impl TokenSource for UserTokens {
     async fn token(&self) -> Result<SecretString, StorageError> {
-        // Held while refreshing: concurrent requests of this user wait for one refresh.
-        let mut cache = self.cache.lock().await;
-        if let Some(cached) = cache.as_ref()
-            && Instant::now() < cached.refresh_at
-        {
-            return Ok(cached.token.clone());
-        }
-        let grant = self.refresh().await?;
-        let margin = REFRESH_MARGIN.min(grant.expires_in / 2);
-        let token = grant.access_token.clone();
-        *cache = Some(Cached {
-            token: grant.access_token,
-            refresh_at: Instant::now() + grant.expires_in - margin,
-        });
-        Ok(token)
+        // Concurrent requests of this user wait for one refresh.
+        self.cache
+            .get(|| async {
+                let grant = self.refresh().await?;
+                Ok((grant.access_token, grant.expires_in))
+            })
+            .await
     }
 
     async fn rejected(&self, token: &SecretString) {
-        let mut cache = self.cache.lock().await;
-        if cache
-            .as_ref()
-            .is_some_and(|c| c.token.expose_secret() == token.expose_secret())
-        {
-            *cache = None;
-        }
+        self.cache.forget(token).await;
     }
 }

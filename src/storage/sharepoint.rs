@@ -44,7 +44,7 @@ use crate::egress::EgressClient;
 pub use delegated::{Delegated, Grant, GrantError};
 use graph::{DriveItem, Graph};
 use settings::{ID, Mode, Owner, SEGMENT, Settings};
-pub use token::TokenSource;
+pub use token::{CachedToken, TokenSource};
 
 /// Opens a `sharepoint` storage from a connection's settings and secrets. Contacts nothing:
 /// the site, library and root folder are looked up on first use. Users' requests on a

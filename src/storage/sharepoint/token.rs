@@ -3,9 +3,9 @@
 //! (recommended by Microsoft) a client assertion: a short JWT signed with the certificate's
 //! private key, RS256 or PS256, naming the certificate by its thumbprints (`x5t`, `x5t#S256`).
 //!
-//! A token is cached until shortly before it expires and fetched by one caller while the
-//! others wait on the same lock, so a burst of requests costs one token request. Delegated
-//! mode (`delegated.rs`, `crate::accounts`) supplies users' tokens through the same [`TokenSource`].
+//! Tokens are kept in a [`CachedToken`]: until shortly before they expire, one fetch for a
+//! burst of requests. Delegated mode (`delegated.rs`, `crate::accounts`) supplies users'
+//! tokens through the same [`TokenSource`] and keeps them in the same way.
 
 use std::time::{Duration, Instant};
 
@@ -114,13 +114,54 @@ struct Cached {
     refresh_at: Instant,
 }
 
+/// An access token kept until shortly before it expires ([`REFRESH_MARGIN`]) and fetched by
+/// one caller while the others wait on the same lock: a burst of requests costs one token
+/// request. App-only tokens and each user's delegated tokens are kept in one of these.
+#[derive(Default)]
+pub struct CachedToken(Mutex<Option<Cached>>);
+
+impl CachedToken {
+    /// The kept token, or the one `fetch` gets (with its lifetime), kept from then on.
+    pub async fn get<F, Fut>(&self, fetch: F) -> Result<SecretString, StorageError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(SecretString, Duration), StorageError>>,
+    {
+        // Held while fetching: concurrent callers wait for this one token request.
+        let mut cache = self.0.lock().await;
+        if let Some(cached) = cache.as_ref()
+            && Instant::now() < cached.refresh_at
+        {
+            return Ok(cached.token.clone());
+        }
+        let (token, lifetime) = fetch().await?;
+        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        *cache = Some(Cached {
+            token: token.clone(),
+            refresh_at: Instant::now() + lifetime - margin,
+        });
+        Ok(token)
+    }
+
+    /// Forgets `token` (Graph refused it), unless another caller replaced it already.
+    pub async fn forget(&self, token: &SecretString) {
+        let mut cache = self.0.lock().await;
+        if cache
+            .as_ref()
+            .is_some_and(|c| c.token.expose_secret() == token.expose_secret())
+        {
+            *cache = None;
+        }
+    }
+}
+
 pub(super) struct AppOnly {
     egress: EgressClient,
     token_url: Url,
     client_id: String,
     scope: String,
     credential: Credential,
-    cache: Mutex<Option<Cached>>,
+    cache: CachedToken,
 }
 
 #[derive(Deserialize)]
@@ -162,7 +203,7 @@ impl AppOnly {
             client_id,
             scope,
             credential,
-            cache: Mutex::new(None),
+            cache: CachedToken::default(),
         }
     }
 
@@ -179,7 +220,8 @@ impl AppOnly {
         )
     }
 
-    async fn fetch(&self) -> Result<Cached, StorageError> {
+    /// A new token and its lifetime.
+    async fn fetch(&self) -> Result<(SecretString, Duration), StorageError> {
         let mut attempt = 1;
         loop {
             // A new assertion per try: each carries its own `jti`.
@@ -200,12 +242,10 @@ impl AppOnly {
                 let answer: TokenAnswer = response.json().await.map_err(|e| {
                     StorageError::Backend(format!("the token endpoint's answer: {e}"))
                 })?;
-                let lifetime = Duration::from_secs(answer.expires_in);
-                let margin = REFRESH_MARGIN.min(lifetime / 2);
-                return Ok(Cached {
-                    token: SecretString::from(answer.access_token),
-                    refresh_at: Instant::now() + lifetime - margin,
-                });
+                return Ok((
+                    SecretString::from(answer.access_token),
+                    Duration::from_secs(answer.expires_in),
+                ));
             }
             if (status.as_u16() == 429 || status.is_server_error()) && attempt < ATTEMPTS {
                 let wait = retry_after(response.headers()).unwrap_or(wait);
@@ -244,28 +284,11 @@ impl AppOnly {
 #[async_trait]
 impl TokenSource for AppOnly {
     async fn token(&self) -> Result<SecretString, StorageError> {
-        // Held while fetching: concurrent callers wait for this one token request.
-        let mut cache = self.cache.lock().await;
-        if let Some(cached) = cache.as_ref()
-            && Instant::now() < cached.refresh_at
-        {
-            return Ok(cached.token.clone());
-        }
-        let fresh = self.fetch().await?;
-        let token = fresh.token.clone();
-        *cache = Some(fresh);
-        Ok(token)
+        self.cache.get(|| self.fetch()).await
     }
 
     async fn rejected(&self, token: &SecretString) {
-        let mut cache = self.cache.lock().await;
-        // Only the refused token: another caller may have replaced it already.
-        if cache
-            .as_ref()
-            .is_some_and(|c| c.token.expose_secret() == token.expose_secret())
-        {
-            *cache = None;
-        }
+        self.cache.forget(token).await;
     }
 }
 
