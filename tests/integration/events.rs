@@ -74,10 +74,15 @@ pub async fn world_with(tweak: impl FnOnce(&mut TestConfig)) -> World {
             .map(project, &connection, &format!("Jira/{project}"))
             .await;
     }
-    let registered = world
-        .app
+    register_webhook(&world.app).await;
+    world
+}
+
+/// Registers filebridge's webhook in the fake Jira as the administrator `root`.
+pub async fn register_webhook(app: &TestApp) {
+    let registered = app
         .client
-        .post(world.app.url("/api/v1/admin/jira/webhook"))
+        .post(app.url("/api/v1/admin/jira/webhook"))
         .bearer_auth("root-pat")
         .send()
         .await
@@ -87,8 +92,19 @@ pub async fn world_with(tweak: impl FnOnce(&mut TestConfig)) -> World {
         "webhook registered: {}",
         registered.text().await.unwrap()
     );
-    assert_eq!(world.app.jira.webhooks().len(), 1);
-    world
+    assert_eq!(app.jira.webhooks().len(), 1);
+}
+
+/// Asks for a reconciliation as the administrator `root`; 202 expected.
+pub async fn reconcile(app: &TestApp) {
+    let run = app
+        .client
+        .post(app.url("/api/v1/admin/reconcile"))
+        .bearer_auth("root-pat")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.status(), 202);
 }
 
 pub async fn world() -> World {
@@ -217,17 +233,8 @@ impl World {
             .unwrap()
     }
 
-    /// Asks for a reconciliation as the administrator; 202 expected.
     pub async fn reconcile(&self) {
-        let run = self
-            .app
-            .client
-            .post(self.app.url("/api/v1/admin/reconcile"))
-            .bearer_auth("root-pat")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(run.status(), 202);
+        reconcile(&self.app).await;
     }
 
     pub async fn record(&self, issue_id: &str) -> Option<(String, String, String)> {

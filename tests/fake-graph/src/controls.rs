@@ -161,14 +161,7 @@ impl FakeGraph {
             "fake Graph: {to} is taken"
         );
         let now = world.now();
-        let drive = world.drive_mut(drive_id);
-        drive.unlink(&id, now);
-        let mut moved = drive.items.remove(&id).expect("exists");
-        moved.name = name.to_owned();
-        moved.parent = Some(parent);
-        moved.version += 1;
-        moved.modified = now;
-        drive.insert(moved);
+        world.drive_mut(drive_id).relink(&id, &parent, name, now);
     }
 
     /// Stores a file at `path`, creating folders as needed and replacing an existing file;

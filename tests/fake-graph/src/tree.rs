@@ -61,6 +61,18 @@ impl Drive {
         self.items.insert(item.id.clone(), item);
     }
 
+    /// Moves and renames an item (which keeps its id): out of its parent's listing, into
+    /// `parent`'s as `name`, a new version, modified `now`.
+    pub fn relink(&mut self, id: &str, parent: &str, name: &str, now: i64) {
+        self.unlink(id, now);
+        let mut moved = self.items.remove(id).expect("the moved item exists");
+        moved.name = name.to_owned();
+        moved.parent = Some(parent.to_owned());
+        moved.version += 1;
+        moved.modified = now;
+        self.insert(moved);
+    }
+
     /// Takes the item out of its parent's listing (the item itself stays until removed).
     pub fn unlink(&mut self, id: &str, now: i64) {
         let Some(item) = self.items.get(id) else {

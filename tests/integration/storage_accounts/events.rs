@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{World, world_with};
-use crate::events::events_config;
+use crate::events::{events_config, reconcile, register_webhook};
 use crate::helpers::{eventually, free_port};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -23,15 +23,7 @@ async fn world() -> World {
     jira.add_token("svc", "svc-pat");
     jira.grant_project("svc", "PROJ", "BROWSE_PROJECTS");
     jira.grant_project("svc", "PROJ", "LINK_ISSUES");
-    let registered = world
-        .app
-        .client
-        .post(world.app.url("/api/v1/admin/jira/webhook"))
-        .bearer_auth("root-pat")
-        .send()
-        .await
-        .unwrap();
-    assert!(registered.status().is_success(), "webhook registered");
+    register_webhook(&world.app).await;
     world.connect("alice-pat", &world.ms_alice).await;
     world.upload("alice-pat", "report.txt", b"hello").await;
     world
@@ -174,15 +166,7 @@ async fn a_renamed_issue_keeps_its_folder_and_files_when_nobody_can_move_them() 
 
     // Syncing the issue again (reconciliation) changes nothing and audits nothing.
     let syncs = world.sync_jobs().await;
-    let run = world
-        .app
-        .client
-        .post(world.app.url("/api/v1/admin/reconcile"))
-        .bearer_auth("root-pat")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(run.status(), StatusCode::ACCEPTED);
+    reconcile(&world.app).await;
     world.jobs_done().await;
     assert!(
         world.sync_jobs().await > syncs,
@@ -358,15 +342,7 @@ async fn a_name_given_in_sharepoint_stays_until_the_issue_gets_a_new_key() {
     assert_eq!(world.names_in("PROJ-1").await, ["report.txt"]);
     assert_eq!(world.record().await.1, "PROJ/Contracts");
     // Syncing the issue (nothing changed in Jira) leaves the name someone gave it.
-    let run = world
-        .app
-        .client
-        .post(world.app.url("/api/v1/admin/reconcile"))
-        .bearer_auth("root-pat")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(run.status(), StatusCode::ACCEPTED);
+    reconcile(&world.app).await;
     world.jobs_done().await;
     assert!(world.sync_jobs().await > 0);
     assert_eq!(

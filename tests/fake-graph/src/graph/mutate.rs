@@ -305,14 +305,9 @@ pub fn update(
         }
     };
     let now = world.now();
-    let drive = world.drive_mut(&drive_id);
-    drive.unlink(&id, now);
-    let mut moved = drive.items.remove(&id).expect("exists");
-    moved.name = name;
-    moved.parent = Some(new_parent);
-    moved.version += 1;
-    moved.modified = now;
-    drive.insert(moved);
+    world
+        .drive_mut(&drive_id)
+        .relink(&id, &new_parent, &name, now);
     let drive = &world.drives[&drive_id];
     Ok(HttpResponse::Ok().json(render::item(
         &world,
