@@ -200,6 +200,39 @@ impl Browser {
         }
     }
 
+    /// Carries the Jira session `session` on `asset`'s origin, as a signed-in Jira user's
+    /// browser does. Cookies belong to an origin, so it visits the origin first (`asset`, a
+    /// static file, not a page).
+    pub async fn with_jira_session(&self, asset: &str, session: &str) {
+        self.client.goto(asset).await.expect("open the origin");
+        self.client
+            .add_cookie(jira_cookie(session))
+            .await
+            .expect("set the Jira cookie");
+    }
+
+    /// Fails on any console problem since the last look but Chromium's "Failed to load
+    /// resource" lines for the refused requests `refused` describes (each by substrings that
+    /// must all be in the line).
+    pub async fn expect_console(&self, phase: &str, refused: &[&[&str]]) {
+        let unexpected: Vec<LogEntry> = self
+            .console()
+            .await
+            .into_iter()
+            .filter(|e| {
+                e.is_problem()
+                    && !(e.message.contains("Failed to load resource")
+                        && refused
+                            .iter()
+                            .any(|parts| parts.iter().all(|part| e.message.contains(part))))
+            })
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "{phase}: the console shows {unexpected:#?}"
+        );
+    }
+
     /// Polls the console until an entry satisfies `wanted`; returns everything read.
     pub async fn console_until(
         &self,

@@ -114,21 +114,11 @@ async fn fetch_in_page(browser: &Browser, href: &str) -> (u64, Value, Vec<u8>) {
 /// The refused request itself is the one kind of console error Chromium reports (its
 /// "Failed to load resource" line for any answer of 400 or more); anything else fails.
 async fn expect_only_refusals(browser: &Browser, phase: &str, route: &str, status: u16) {
-    let expected = format!("status of {status} ");
-    let unexpected: Vec<LogEntry> = browser
-        .console()
-        .await
-        .into_iter()
-        .filter(|e| {
-            e.is_problem()
-                && !(e.message.contains(&format!("/api/v1/issues/PROJ-1{route}"))
-                    && e.message.contains(&expected))
-        })
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "{phase}: the console shows {unexpected:#?}"
-    );
+    let route = format!("/api/v1/issues/PROJ-1{route}");
+    let status = format!("status of {status} ");
+    browser
+        .expect_console(phase, &[&[route.as_str(), status.as_str()]])
+        .await;
 }
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -146,15 +136,9 @@ async fn issue_page_lists_navigates_uploads_and_downloads_in_chromium() {
 
     let browser = Browser::start(&binaries).await;
     let client = &browser.client;
-    // Cookies belong to an origin: visit it first (an asset, not the page), then sign in.
-    client
-        .goto(&app.url("/static/issue.css"))
-        .await
-        .expect("open the origin");
-    client
-        .add_cookie(jira_cookie(ALICE_SESSION))
-        .await
-        .expect("set the Jira cookie");
+    browser
+        .with_jira_session(&app.url("/static/issue.css"), ALICE_SESSION)
+        .await;
     let page = app.url("/issues/PROJ-1");
     client.goto(&page).await.expect("open the issue page");
 
@@ -409,14 +393,9 @@ async fn issue_page_uploads_a_large_file_to_sharepoint_in_chromium() {
 
     let browser = Browser::start(&binaries).await;
     let client = &browser.client;
-    client
-        .goto(&w.app.url("/static/issue.css"))
-        .await
-        .expect("open the origin");
-    client
-        .add_cookie(jira_cookie(ALICE_SESSION))
-        .await
-        .expect("set the Jira cookie");
+    browser
+        .with_jira_session(&w.app.url("/static/issue.css"), ALICE_SESSION)
+        .await;
     client
         .goto(&w.app.url("/issues/PROJ-1"))
         .await

@@ -12,7 +12,7 @@ use fantoccini::Locator;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::browser::{Binaries, Browser, LogEntry, PageState, WAIT, jira_cookie};
+use crate::browser::{Binaries, Browser, PageState, WAIT};
 use crate::proxy::{Stack, stack};
 use crate::proxy_peers::Kind;
 
@@ -57,15 +57,8 @@ async fn put(s: &Stack, issue: &str, name: &str, body: &str) {
 async fn signed_in(binaries: &Binaries, s: &Stack, session: &str) -> Browser {
     let browser = Browser::start(binaries).await;
     browser
-        .client
-        .goto(&s.url("/static/issue.css"))
-        .await
-        .expect("open the proxy's origin");
-    browser
-        .client
-        .add_cookie(jira_cookie(session))
-        .await
-        .expect("set the Jira cookie");
+        .with_jira_session(&s.url("/static/issue.css"), session)
+        .await;
     browser
 }
 
@@ -265,23 +258,11 @@ async fn settle(browser: &Browser) -> JiraPage {
 /// Chromium's "Failed to load resource" line for the refused request) and the fake Jira's
 /// missing icon (`/favicon.ico`, which Chromium asks Jira's origin for at its own time).
 async fn expect_console(browser: &Browser, origin: &str, phase: &str, allowed: &[&[&str]]) {
-    let icon = format!("{origin}/favicon.ico - Failed to load resource");
-    let unexpected: Vec<LogEntry> = browser
-        .console()
-        .await
-        .into_iter()
-        .filter(|e| {
-            e.is_problem()
-                && !e.message.starts_with(&icon)
-                && !allowed
-                    .iter()
-                    .any(|parts| parts.iter().all(|part| e.message.contains(part)))
-        })
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "{phase}: the console shows {unexpected:#?}"
-    );
+    let icon = format!("{origin}/favicon.ico");
+    let icon = [icon.as_str()];
+    let mut refused: Vec<&[&str]> = vec![&icon];
+    refused.extend_from_slice(allowed);
+    browser.expect_console(phase, &refused).await;
 }
 
 /// Through nginx with jira-banner.conf's sub_filter: the panel lists the issue's folder,

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::super::{create_connection, microsoft, world_on};
 use super::returning;
-use crate::browser::{Binaries, Browser, LogEntry, WAIT, jira_cookie};
+use crate::browser::{Binaries, Browser, WAIT};
 use crate::helpers::{free_port, spawn_app_with};
 use crate::proxy::stack;
 use crate::proxy_peers::Kind;
@@ -89,27 +89,6 @@ async fn document(browser: &Browser) -> Option<(String, String)> {
     ))
 }
 
-/// Fails on console problems but Chromium's line for a refused request whose message holds
-/// all of one of `allowed`'s parts.
-async fn expect_console(browser: &Browser, phase: &str, allowed: &[&[&str]]) {
-    let unexpected: Vec<LogEntry> = browser
-        .console()
-        .await
-        .into_iter()
-        .filter(|e| {
-            e.is_problem()
-                && !(e.message.contains("Failed to load resource")
-                    && allowed
-                        .iter()
-                        .any(|parts| parts.iter().all(|part| e.message.contains(part))))
-        })
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "{phase}: the console shows {unexpected:#?}"
-    );
-}
-
 /// The issue page on its own, in Chromium: alice has no Microsoft account connected, so the
 /// page asks her to connect it, with a link to the connection's `connect_url` and the page
 /// (folder included) as `return_to`. She declines Microsoft's consent the first time and
@@ -143,14 +122,9 @@ async fn issue_page_asks_to_connect_and_comes_back_with_the_files_in_chromium() 
 
     let browser = Browser::start(&binaries).await;
     let client = &browser.client;
-    client
-        .goto(&world.app.url("/static/issue.css"))
-        .await
-        .expect("open the origin");
-    client
-        .add_cookie(jira_cookie(ALICE_SESSION))
-        .await
-        .expect("set the Jira cookie");
+    browser
+        .with_jira_session(&world.app.url("/static/issue.css"), ALICE_SESSION)
+        .await;
     let page = world.app.url("/issues/PROJ-1#path=Q3%20plans");
     client.goto(&page).await.expect("open the issue page");
 
@@ -263,15 +237,15 @@ async fn issue_page_asks_to_connect_and_comes_back_with_the_files_in_chromium() 
     assert_eq!(stored, None);
     // Chromium's lines for the refusals themselves (409 listing and upload, 400 callback),
     // nothing else.
-    expect_console(
-        &browser,
-        "the sign-in",
-        &[
-            &["/api/v1/issues/PROJ-1/files", "status of 409 "],
-            &["/oauth/microsoft/callback?", "status of 400 "],
-        ],
-    )
-    .await;
+    browser
+        .expect_console(
+            "the sign-in",
+            &[
+                &["/api/v1/issues/PROJ-1/files", "status of 409 "],
+                &["/oauth/microsoft/callback?", "status of 400 "],
+            ],
+        )
+        .await;
     browser.close().await;
 }
 
@@ -332,14 +306,9 @@ async fn jira_panel_opens_the_sign_in_in_a_tab_and_lists_once_back() {
 
     let browser = Browser::start(&binaries).await;
     let client = &browser.client;
-    client
-        .goto(&s.url("/static/issue.css"))
-        .await
-        .expect("open the proxy's origin");
-    client
-        .add_cookie(jira_cookie(ALICE_SESSION))
-        .await
-        .expect("set the Jira cookie");
+    browser
+        .with_jira_session(&s.url("/static/issue.css"), ALICE_SESSION)
+        .await;
     client
         .goto(&format!("{origin}/browse/PROJ-1"))
         .await
@@ -432,14 +401,14 @@ async fn jira_panel_opens_the_sign_in_in_a_tab_and_lists_once_back() {
         .await
         .expect("JSON");
     assert_eq!(accounts["items"][0]["connected"], true, "{accounts}");
-    expect_console(
-        &browser,
-        "the panel's sign-in",
-        &[
-            &["/api/v1/issues/PROJ-1/files?path=", "status of 409 "],
-            &[&format!("{origin}/favicon.ico")],
-        ],
-    )
-    .await;
+    browser
+        .expect_console(
+            "the panel's sign-in",
+            &[
+                &["/api/v1/issues/PROJ-1/files?path=", "status of 409 "],
+                &[&format!("{origin}/favicon.ico")],
+            ],
+        )
+        .await;
     browser.close().await;
 }
